@@ -1,0 +1,1 @@
+// Translation unit that owns the precompiled header; it has no code of its own.

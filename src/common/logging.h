@@ -1,0 +1,13 @@
+// Logging set-up on glog: every line carries the rank; INFO comes from rank 0 only unless
+// --log_all_ranks is given (warnings and errors always come from every rank).
+#pragma once
+
+#include <glog/logging.h>
+
+namespace driftlab {
+
+// Call once, after the rank is known (src/dist/topology). Safe to call again: later calls only
+// update the rank shown in the prefix.
+void init_logging(const char* argv0, int rank, int world_size);
+
+}  // namespace driftlab
