@@ -27,11 +27,44 @@ std::vector<std::string> g_args;
   if (initialized && !finalized && process_world_size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }
+
 }  // namespace
 
 const std::vector<std::string>& tool_args() { return g_args; }
 
+// --help: the usage text and every flag defined in driftlab's own sources (LibTorch and glog
+// register gflags too; those would bury ours), grouped by source file.
+void print_help(const std::string& usage) {
+  std::vector<gflags::CommandLineFlagInfo> flags;
+  gflags::GetAllFlags(&flags);
+  std::printf("%s\n", usage.c_str());
+  // This file is <root>/src/common/tool_main.cpp: flags defined under <root>/src/ are ours.
+  const std::string self = __FILE__;
+  const std::string ours = self.substr(0, self.size() - std::string("common/tool_main.cpp").size());
+  std::string file;
+  for (const auto& f : flags) {
+    if (f.filename.rfind(ours, 0) != 0) continue;
+    const size_t at = ours.size() - 4;  // keep "src/" in the printed path
+    if (f.filename != file) {
+      file = f.filename;
+      std::printf("\nFlags from %s:\n", file.substr(at).c_str());
+    }
+    std::printf("  --%s (%s, default: %s)\n      %s\n", f.name.c_str(), f.type.c_str(),
+                f.type == "string" ? ("\"" + f.default_value + "\"").c_str() : f.default_value.c_str(),
+                f.description.c_str());
+  }
+  std::printf("\nCommon gflags: --flagfile=FILE reads flags from a file (one --name=value per line), "
+              "--version prints the version.\n");
+}
+
 int run_tool(int argc, char** argv, const std::string& usage, const std::function<int()>& body) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-help" || a == "-h" || a == "--helpfull") {
+      print_help(usage);
+      return 0;
+    }
+  }
   gflags::SetUsageMessage(usage);
   gflags::SetVersionString(DRIFTLAB_VERSION);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
