@@ -1,0 +1,43 @@
+// Sample-quality metrics between a generated set and a reference set of vectors ([n, D] float
+// tensors; images are flattened or passed as classifier features). Pure tensor code, float64
+// accumulation, memory bounded by blocking the pairwise distances.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace driftlab::eval {
+
+// Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| (within-set terms exclude self pairs).
+// Zero in expectation when both sets come from one distribution; grows with the mismatch.
+double energy_distance(const torch::Tensor& x, const torch::Tensor& y);
+
+// Unbiased squared MMD with a Gaussian kernel exp(-|a-b|^2 / (2 h^2)) for bandwidth h.
+double mmd2(const torch::Tensor& x, const torch::Tensor& y, double bandwidth);
+
+// Median of pairwise distances of the pooled sets (on at most 2000 points): the usual bandwidth scale.
+double median_pairwise_distance(const torch::Tensor& x, const torch::Tensor& y);
+
+struct ModeCoverage {
+  std::vector<double> share;  // fraction of samples assigned to each mode
+  double off_mode = 0;        // fraction farther than `radius` from every mode
+  int missed = 0;             // modes holding less than `min_share_of_uniform` x 1/M of the samples
+};
+// Assigns each sample to its nearest mode centre if within `radius`.
+ModeCoverage mode_coverage(const torch::Tensor& samples, const torch::Tensor& centers, double radius,
+                           double min_share_of_uniform = 0.1);
+
+struct PrecisionRecall {
+  double precision = 0, recall = 0;
+};
+// k-NN precision and recall (Kynkaanniemi et al. 2019): a sample is "inside" a set when it lies
+// within the k-th-neighbour radius of some point of that set.
+PrecisionRecall knn_precision_recall(const torch::Tensor& generated, const torch::Tensor& real, int k = 3);
+
+// Frechet distance between Gaussians fitted to two feature sets:
+// |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2).
+double frechet_distance(const torch::Tensor& x, const torch::Tensor& y);
+
+}  // namespace driftlab::eval
