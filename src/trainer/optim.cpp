@@ -1,0 +1,68 @@
+// AdamW, clipping, EMA and the schedule (see optim.h).
+#include "trainer/optim.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "common/check.h"
+
+namespace driftlab {
+
+AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options) : params_(std::move(params)), opt_(options) {
+  DL_REQUIRE(opt_.beta1 >= 0 && opt_.beta1 < 1 && opt_.beta2 >= 0 && opt_.beta2 < 1,
+             "AdamW betas must lie in [0, 1), got " << opt_.beta1 << ", " << opt_.beta2);
+  for (const auto& p : params_) {
+    m_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+    v_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+  }
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(steps_));
+  const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
+    const auto& g = p.grad();
+    if (!g.defined()) continue;
+    if (opt_.weight_decay != 0) p.mul_(1 - lr * opt_.weight_decay);
+    m_[i].mul_(opt_.beta1).add_(g, 1 - opt_.beta1);
+    v_[i].mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
+    auto denom = (v_[i].sqrt() / bc2_sqrt).add_(opt_.eps);
+    p.addcdiv_(m_[i], denom, -step_size);
+  }
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  double sq = 0;
+  for (const auto& p : params)
+    if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).square().sum().item<double>();
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(scale);
+  }
+  return norm;
+}
+
+Ema::Ema(const std::vector<torch::Tensor>& params, double decay) : decay_(decay) {
+  DL_REQUIRE(decay >= 0 && decay < 1, "EMA decay must lie in [0, 1), got " << decay);
+  for (const auto& p : params) shadow_.push_back(p.detach().clone());
+}
+
+void Ema::update(const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(decay_).add_(params[i].detach(), 1 - decay_);
+}
+
+double learning_rate(int64_t step, double lr, int64_t warmup) {
+  if (warmup <= 0 || step >= warmup) return lr;
+  return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+}
+
+}  // namespace driftlab

@@ -1,0 +1,59 @@
+// Optimisation pieces of the trainer: AdamW with decoupled weight decay, global-norm gradient
+// clipping, an EMA of the weights and the warmup-then-constant learning-rate schedule.
+//
+// AdamW is written out here (rather than torch::optim::AdamW) so that its state is plain named
+// tensors: checkpoints store and partition them directly, and a resumed run restores them
+// exactly (bit-for-bit continuation).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace driftlab {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<torch::Tensor> params, AdamWOptions options);
+  // One update with learning rate `lr` from the parameters' .grad() (params without grad are skipped).
+  void step(double lr);
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+  std::vector<torch::Tensor>& exp_avg() { return m_; }
+  std::vector<torch::Tensor>& exp_avg_sq() { return v_; }
+
+ private:
+  std::vector<torch::Tensor> params_, m_, v_;
+  AdamWOptions opt_;
+  int64_t steps_ = 0;
+};
+
+// Scales all gradients so that their global L2 norm is at most max_norm (max_norm <= 0: no
+// clipping). Returns the norm before clipping (float64 accumulation; NaN/Inf if a gradient is).
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+// Exponential moving average of parameters: shadow = decay * shadow + (1 - decay) * param.
+class Ema {
+ public:
+  Ema(const std::vector<torch::Tensor>& params, double decay);
+  void update(const std::vector<torch::Tensor>& params);
+  std::vector<torch::Tensor>& shadow() { return shadow_; }
+  double decay() const { return decay_; }
+
+ private:
+  std::vector<torch::Tensor> shadow_;
+  double decay_;
+};
+
+// Linear warmup from lr/warmup to lr over `warmup` steps, then constant. step counts from 0.
+double learning_rate(int64_t step, double lr, int64_t warmup);
+
+}  // namespace driftlab
