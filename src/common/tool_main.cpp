@@ -28,23 +28,28 @@ std::vector<std::string> g_args;
   std::_Exit(code);
 }
 
-}  // namespace
+// This file is <root>/src/common/tool_main.cpp: flags defined under <root>/src/ are ours.
+const std::string& source_root() {
+  static const std::string self = __FILE__;
+  static const std::string ours = self.substr(0, self.size() - std::string("common/tool_main.cpp").size());
+  return ours;
+}
 
-const std::vector<std::string>& tool_args() { return g_args; }
+std::vector<gflags::CommandLineFlagInfo> own_flags() {
+  std::vector<gflags::CommandLineFlagInfo> flags, out;
+  gflags::GetAllFlags(&flags);
+  for (auto& f : flags)
+    if (f.filename.rfind(source_root(), 0) == 0) out.push_back(std::move(f));
+  return out;
+}
 
 // --help: the usage text and every flag defined in driftlab's own sources (LibTorch and glog
 // register gflags too; those would bury ours), grouped by source file.
 void print_help(const std::string& usage) {
-  std::vector<gflags::CommandLineFlagInfo> flags;
-  gflags::GetAllFlags(&flags);
   std::printf("%s\n", usage.c_str());
-  // This file is <root>/src/common/tool_main.cpp: flags defined under <root>/src/ are ours.
-  const std::string self = __FILE__;
-  const std::string ours = self.substr(0, self.size() - std::string("common/tool_main.cpp").size());
   std::string file;
-  for (const auto& f : flags) {
-    if (f.filename.rfind(ours, 0) != 0) continue;
-    const size_t at = ours.size() - 4;  // keep "src/" in the printed path
+  for (const auto& f : own_flags()) {
+    const size_t at = source_root().size() - 4;  // keep "src/" in the printed path
     if (f.filename != file) {
       file = f.filename;
       std::printf("\nFlags from %s:\n", file.substr(at).c_str());
@@ -55,6 +60,16 @@ void print_help(const std::string& usage) {
   }
   std::printf("\nCommon gflags: --flagfile=FILE reads flags from a file (one --name=value per line), "
               "--version prints the version.\n");
+}
+
+}  // namespace
+
+const std::vector<std::string>& tool_args() { return g_args; }
+
+std::map<std::string, std::string> project_flag_values() {
+  std::map<std::string, std::string> out;
+  for (const auto& f : own_flags()) out[f.name] = f.current_value;
+  return out;
 }
 
 int run_tool(int argc, char** argv, const std::string& usage, const std::function<int()>& body) {

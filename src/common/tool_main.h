@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,5 +20,9 @@ int run_tool(int argc, char** argv, const std::string& usage, const std::functio
 
 // Positional arguments left after flag parsing (argv[1..]); valid inside the body of run_tool.
 const std::vector<std::string>& tool_args();
+
+// Every flag defined in driftlab's own sources linked into this binary, name -> current value
+// (what a checkpoint records as the run's resolved configuration).
+std::map<std::string, std::string> project_flag_values();
 
 }  // namespace driftlab

@@ -1,0 +1,54 @@
+// Step plans (see step_plan.h).
+#include "trainer/step_plan.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "common/check.h"
+#include "common/rng.h"
+
+namespace driftlab {
+
+double alpha_from_uniform(double u, double a_max, double k) {
+  if (a_max <= 1.0) return 1.0;
+  if (std::fabs(k - 1.0) < 1e-12) return std::pow(a_max, u);
+  const double e = 1.0 - k;
+  return std::pow(1.0 - u * (1.0 - std::pow(a_max, e)), 1.0 / e);
+}
+
+StepPlan plan_step(uint64_t seed, uint64_t step, int64_t num_classes, int64_t classes_per_step,
+                   const GuidanceOptions& g) {
+  DL_REQUIRE(classes_per_step >= 1, "--num_classes_per_step must be >= 1, got " << classes_per_step);
+  DL_REQUIRE(g.alpha_max >= 1.0, "--alpha_max must be >= 1, got " << g.alpha_max);
+  DL_REQUIRE(g.alpha_one_frac >= 0 && g.alpha_one_frac <= 1, "--alpha_one_frac must lie in [0, 1], got " << g.alpha_one_frac);
+  StepPlan plan;
+  const int64_t n = std::max<int64_t>(num_classes, 1);
+  std::vector<int64_t> pool(n);
+  std::iota(pool.begin(), pool.end(), 0);
+  if (classes_per_step >= n) {
+    plan.classes = pool;
+  } else {
+    // Partial Fisher-Yates: the first classes_per_step entries are a uniform random subset.
+    rng::Draw d(rng::Key{seed, rng::Stream::kClass, step, 0});
+    for (int64_t i = 0; i < classes_per_step; ++i) std::swap(pool[i], pool[i + d.below(n - i)]);
+    plan.classes.assign(pool.begin(), pool.begin() + classes_per_step);
+  }
+  for (size_t i = 0; i < plan.classes.size(); ++i) {
+    rng::Draw d(rng::Key{seed, rng::Stream::kAlpha, step, i});
+    const double force_one = d.uniform(), u = d.uniform();
+    plan.alphas.push_back(force_one < g.alpha_one_frac ? 1.0 : alpha_from_uniform(u, g.alpha_max, g.alpha_power));
+  }
+  return plan;
+}
+
+double unconditional_weight(double alpha, int64_t n_neg, int64_t n_unc) {
+  if (n_unc <= 0) return 0.0;
+  return (alpha - 1.0) * static_cast<double>(n_neg - 1) / static_cast<double>(n_unc);
+}
+
+std::pair<int64_t, int64_t> rank_slice(int64_t n, int rank, int world) {
+  DL_CHECK(world >= 1 && rank >= 0 && rank < world, "rank " << rank << " of " << world);
+  return {n * rank / world, n * (rank + 1) / world};
+}
+
+}  // namespace driftlab
