@@ -1,0 +1,159 @@
+// Feature keys and the total loss (see features.h).
+#include "drift/features.h"
+
+#include <cmath>
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "common/check.h"
+
+namespace driftlab::drift {
+namespace {
+
+using torch::Tensor;
+using Transform = std::function<Tensor(const Tensor&)>;  // [B, ...] -> [B, L, D]
+
+std::string shape_str(const Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+// [K*m, L, D] -> [K*L, m, D]: problem (k, l) holds the m rows of class k at location l.
+Tensor group(const Tensor& t, int64_t K) {
+  const int64_t m = t.size(0) / K, L = t.size(1), D = t.size(2);
+  return t.reshape({K, m, L, D}).permute({0, 2, 1, 3}).reshape({K * L, m, D});
+}
+
+void check_grouped(const GroupedFeatures& f) {
+  DL_REQUIRE(f.classes > 0, "drift features: classes must be > 0, got " << f.classes);
+  DL_REQUIRE(f.gen.defined() && f.pos.defined(), "drift features: gen and pos must be given");
+  const int64_t K = f.classes;
+  auto rows_ok = [&](const Tensor& t, const char* name) {
+    DL_REQUIRE(t.dim() >= 1 && t.size(0) > 0 && t.size(0) % K == 0,
+               "drift features: " << name << " must hold a non-empty multiple of " << K
+                                  << " rows (class-major), got " << shape_str(t));
+    DL_REQUIRE(t.sizes().slice(1) == f.gen.sizes().slice(1),
+               "drift features: " << name << " " << shape_str(t) << " must have the per-sample shape of gen "
+                                  << shape_str(f.gen));
+  };
+  rows_ok(f.gen, "gen");
+  rows_ok(f.pos, "pos");
+  if (f.gen_all.defined()) rows_ok(f.gen_all, "gen_all");
+  if (f.unc.defined()) rows_ok(f.unc, "unc");
+  if (f.unc_weight.defined())
+    DL_REQUIRE(f.unc_weight.dim() == 1 && f.unc_weight.size(0) == K,
+               "drift features: unc_weight must be [" << K << "], got " << shape_str(f.unc_weight));
+}
+
+FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Transform& tr) {
+  const int64_t K = f.classes;
+  FeatureKey key;
+  key.name = name;
+  Problem& p = key.problem;
+  Tensor gen_all = f.gen_all.defined() ? f.gen_all.detach() : f.gen.detach();
+  p.x = group(tr(f.gen), K);
+  Tensor gneg;
+  {
+    torch::NoGradGuard no_grad;
+    p.y_pos = group(tr(f.pos.detach()), K);
+    gneg = group(tr(gen_all), K);
+  }
+  const int64_t G = p.x.size(0), L = G / K, N = gneg.size(1);
+  p.self_offset = f.self_offset;
+  if (f.unc.defined()) {
+    torch::NoGradGuard no_grad;
+    Tensor unc = group(tr(f.unc.detach()), K);
+    p.y_neg = torch::cat({gneg, unc}, 1);
+    if (f.unc_weight.defined()) {
+      const int64_t U = unc.size(1);
+      Tensor wu = f.unc_weight.detach().to(p.x.options().dtype(p.x.scalar_type()));
+      wu = wu.view({K, 1, 1}).expand({K, L, U}).reshape({G, U});
+      p.w_neg = torch::cat({torch::ones({G, N}, wu.options()), wu}, 1);
+    }
+  } else {
+    p.y_neg = gneg;
+  }
+  return key;
+}
+
+// [B, C, H, W] -> [B, h*w, C, p*q]: the values of each (p x q) patch, patches row-major.
+Tensor patches(const Tensor& m, int64_t p, int64_t q) {
+  const int64_t B = m.size(0), C = m.size(1), h = m.size(2) / p, w = m.size(3) / q;
+  return m.narrow(2, 0, h * p)
+      .narrow(3, 0, w * q)
+      .reshape({B, C, h, p, w, q})
+      .permute({0, 2, 4, 1, 3, 5})
+      .reshape({B, h * w, C, p * q});
+}
+
+}  // namespace
+
+std::vector<FeatureKey> feature_map_keys(const GroupedFeatures& f, const std::string& prefix,
+                                         const KeyOptions& o) {
+  check_grouped(f);
+  DL_REQUIRE(f.gen.dim() == 4, "drift features: a feature map must be [B, C, H, W], got " << shape_str(f.gen));
+  const int64_t H = f.gen.size(2), W = f.gen.size(3);
+  const double eps = o.std_eps;
+  std::vector<FeatureKey> keys;
+  if (o.per_location)
+    keys.push_back(make_key(f, prefix + ".loc", [](const Tensor& m) {
+      return m.flatten(2).transpose(1, 2);  // [B, HW, C]
+    }));
+  auto stats = [&](const std::string& tag, int64_t p, int64_t q) {
+    keys.push_back(make_key(f, prefix + ".mean" + tag, [=](const Tensor& m) { return patches(m, p, q).mean(-1); }));
+    keys.push_back(make_key(f, prefix + ".std" + tag, [=](const Tensor& m) {
+      return (patches(m, p, q).var(-1, /*unbiased=*/false) + eps).sqrt();
+    }));
+  };
+  if (o.global_stats) stats("", H, W);
+  if (o.patch2 && H >= 2 && W >= 2) stats("2x2", 2, 2);
+  if (o.patch4 && H >= 4 && W >= 4) stats("4x4", 4, 4);
+  return keys;
+}
+
+std::vector<FeatureKey> output_keys(const GroupedFeatures& f, const std::string& prefix) {
+  check_grouped(f);
+  DL_REQUIRE(f.gen.dim() >= 2, "drift features: an output must be [B, ...], got " << shape_str(f.gen));
+  std::vector<FeatureKey> keys;
+  keys.push_back(make_key(f, prefix + ".flat", [](const Tensor& m) { return m.flatten(1).unsqueeze(1); }));
+  if (f.gen.dim() == 4)
+    keys.push_back(make_key(f, prefix + ".rms", [](const Tensor& m) {
+      return (m.pow(2).mean({2, 3}) + 1e-6).sqrt().unsqueeze(1);  // [B, 1, C]
+    }));
+  return keys;
+}
+
+FeatureKey vector_key(const GroupedFeatures& f, const std::string& prefix) {
+  check_grouped(f);
+  DL_REQUIRE(f.gen.dim() == 2, "drift features: vectors must be [B, D], got " << shape_str(f.gen));
+  return make_key(f, prefix, [](const Tensor& m) { return m.unsqueeze(1); });
+}
+
+TotalLoss total_loss(const std::vector<FeatureKey>& keys, const FieldOptions& options, Reducer* reducer) {
+  DL_REQUIRE(!keys.empty(), "drift: total_loss needs at least one feature key");
+  TotalLoss out;
+  for (const FeatureKey& k : keys) {
+    LossResult r = drift_loss(k.problem, options, reducer);
+    out.loss = out.loss.defined() ? out.loss + r.loss : r.loss;
+    out.value += r.value;
+    out.keys.push_back({k.name, r.value, std::move(r.field)});
+  }
+  return out;
+}
+
+double cfg_unconditional_weight(double alpha, int64_t n_neg, int64_t n_unc) {
+  DL_REQUIRE(alpha >= 1, "drift: guidance alpha must be >= 1, got " << alpha);
+  DL_REQUIRE(n_neg >= 1 && n_unc >= 1, "drift: CFG needs n_neg >= 1 and n_unc >= 1, got " << n_neg << ", " << n_unc);
+  return (alpha - 1) * static_cast<double>(n_neg - 1) / static_cast<double>(n_unc);
+}
+
+torch::Tensor cfg_unconditional_weight(const torch::Tensor& alpha, int64_t n_neg, int64_t n_unc) {
+  DL_REQUIRE(alpha.defined() && alpha.numel() > 0, "drift: CFG alpha tensor is empty");
+  DL_REQUIRE((alpha >= 1).all().item<bool>(), "drift: guidance alpha must be >= 1 everywhere");
+  DL_REQUIRE(n_neg >= 1 && n_unc >= 1, "drift: CFG needs n_neg >= 1 and n_unc >= 1, got " << n_neg << ", " << n_unc);
+  return (alpha - 1) * (static_cast<double>(n_neg - 1) / static_cast<double>(n_unc));
+}
+
+}  // namespace driftlab::drift

@@ -1,0 +1,29 @@
+// Stop-signal handlers (see signals.h). Async-signal-safe: only an atomic store, or _exit.
+#include "trainer/signals.h"
+
+#include <csignal>
+#include <unistd.h>
+
+#include <atomic>
+
+namespace driftlab {
+namespace {
+std::atomic<int> g_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  if (sig == SIGINT && g_signal.load() == SIGINT) _exit(130);
+  g_signal.store(sig);
+}
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int s : {SIGTERM, SIGUSR1, SIGINT}) sigaction(s, &sa, nullptr);
+}
+
+int stop_signal() { return g_signal.load(); }
+
+}  // namespace driftlab
