@@ -104,7 +104,13 @@ int sample_main() {
             << models::count_parameters(*gen) << " parameters, " << (FLAGS_ema ? "EMA" : "raw") << " weights; data: "
             << spec.describe();
 
-  const auto [b, e] = rank_slice(FLAGS_num_samples, comm->rank(), comm->world_size());
+  // Ranks split whole global batches (batch j = samples [j B, (j+1) B)), so every sample is
+  // computed in a batch of the same composition whatever the number of ranks: the output is
+  // bit-for-bit identical for 1 and W ranks, not only up to float reduction order.
+  DL_REQUIRE(FLAGS_batch_size >= 1, "--batch_size must be >= 1, got " << FLAGS_batch_size);
+  const int64_t num_batches = (FLAGS_num_samples + FLAGS_batch_size - 1) / FLAGS_batch_size;
+  const auto [bb, be] = rank_slice(num_batches, comm->rank(), comm->world_size());
+  const int64_t b = std::min(bb * FLAGS_batch_size, FLAGS_num_samples), e = std::min(be * FLAGS_batch_size, FLAGS_num_samples);
   const auto classes = class_of_samples(FLAGS_classes, gen_cfg.num_classes, gen->null_class(), FLAGS_sample_seed, b, e - b);
   auto labels = torch::tensor(classes, torch::kLong);
   auto alpha = torch::full({e - b}, FLAGS_alpha);
@@ -118,7 +124,9 @@ int sample_main() {
     bar.add(rows);
   }
   bar.finish();
-  auto local = parts.empty() ? torch::empty({0}) : torch::cat(parts);
+  std::vector<int64_t> empty_shape{0};  // a rank without a batch still sends a [0, sample...] tensor
+  for (int64_t d : spec.decoded_shape()) empty_shape.push_back(d);
+  auto local = parts.empty() ? torch::empty(empty_shape) : torch::cat(parts);
   const double local_secs = sw.seconds();
   auto samples = comm->world_size() == 1 ? local : comm->all_gather_varying(local.contiguous());
   auto all_labels = comm->world_size() == 1 ? labels : comm->all_gather_varying(labels);

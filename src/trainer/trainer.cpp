@@ -166,6 +166,7 @@ class Trainer {
   std::unique_ptr<dist::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
   drift::FieldOptions field_;
+  drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
   GuidanceOptions guidance_;
   int64_t classes_per_step_ = 1;
   PhaseTimes phases_;
@@ -224,6 +225,7 @@ void Trainer::build() {
   field_.taus = parse_taus(FLAGS_taus);
   field_.floor = FLAGS_drift_floor;
   field_.path = drift::parse_path(FLAGS_drift_path);
+  field_.workspace = &drift_ws_;
   guidance_.alpha_max = FLAGS_alpha_max;
   guidance_.alpha_power = FLAGS_alpha_power;
   guidance_.alpha_one_frac = FLAGS_alpha_one_frac;

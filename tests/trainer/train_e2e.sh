@@ -23,6 +23,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 common=(--data="$work/toy" --gen_width=64 --gen_depth=2 --gen_per_class=48 --pos_per_class=40 --taus=0.05,0.2
         --lr=1e-2 --log_every=2 --image_every=0 --ckpt_every=3 --keep_last=5 --threads=1 --prefetch=1)
 train() { local np=$1 dir=$2; shift 2; mpi "$np" "$bin/drift_train" "${common[@]}" --run_dir="$work/$dir" "$@" >"$work/$dir.log" 2>&1 || { cat "$work/$dir.log"; fail "training $dir on $np ranks"; }; }
+# Different world sizes reduce floats in another order; Adam turns that into parameter
+# differences far below one update (lr 1e-2): 1e-4 is 1% of one step, a real bug moves ~1e-2.
+tol=1e-4
 ck() { echo "$work/$1/checkpoints/step_$(printf %08d "$2")"; }
 cmp_ck() { "$bin/drift_ckpt" compare "$1" "$2" --tol="$3" ${4:+--prefix=$4} || fail "compare $1 $2 (tol $3)"; }
 
@@ -30,14 +33,14 @@ echo "== world-size invariance (unconditional)"
 train 1 w1 --steps=6
 train 2 w2 --steps=6
 train 3 w3 --steps=6
-cmp_ck "$(ck w1 6)" "$(ck w2 6)" 1e-5 model/
-cmp_ck "$(ck w1 6)" "$(ck w3 6)" 1e-5 model/
+cmp_ck "$(ck w1 6)" "$(ck w2 6)" "$tol" model/
+cmp_ck "$(ck w1 6)" "$(ck w3 6)" "$tol" model/
 
 echo "== world-size invariance (class-conditional, guidance negatives)"
 cond=(--data="$work/toy8" --num_classes_per_step=3 --unc_per_class=8)
 train 1 c1 --steps=4 "${cond[@]}"
 train 3 c3 --steps=4 "${cond[@]}"
-cmp_ck "$(ck c1 4)" "$(ck c3 4)" 1e-5 model/
+cmp_ck "$(ck c1 4)" "$(ck c3 4)" "$tol" model/
 
 echo "== bit-for-bit resume on the same world size (1 and 2 ranks)"
 train 1 r1 --steps=3
@@ -50,10 +53,10 @@ cmp_ck "$(ck w2 6)" "$(ck r2 6)" 0
 echo "== resume on another world size (2 -> 3, 3 -> 1)"
 train 2 x23 --steps=3
 train 3 x23 --steps=6 --resume=auto
-cmp_ck "$(ck w1 6)" "$(ck x23 6)" 1e-5 model/
+cmp_ck "$(ck w1 6)" "$(ck x23 6)" "$tol" model/
 train 3 x31 --steps=3
 train 1 x31 --steps=6 --resume=auto
-cmp_ck "$(ck w1 6)" "$(ck x31 6)" 1e-5
+cmp_ck "$(ck w1 6)" "$(ck x31 6)" "$tol"
 
 echo "== incomplete checkpoints are ignored; --resume=none does not touch an existing run"
 train 1 inc --steps=3
@@ -65,9 +68,12 @@ if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 >"$wo
 grep -q "already holds checkpoints" "$work/none.log" || { cat "$work/none.log"; fail "unclear --resume=none error"; }
 
 echo "== sampling: 1 rank and 3 ranks write the same data"
-mpi 1 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --out="$work/s1" >/dev/null 2>&1 || fail "sampling on 1 rank"
-mpi 3 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --out="$work/s3" >/dev/null 2>&1 || fail "sampling on 3 ranks"
+mpi 1 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --batch_size=16 --out="$work/s1" >/dev/null 2>&1 || fail "sampling on 1 rank"
+mpi 3 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --batch_size=16 --out="$work/s3" >/dev/null 2>&1 || fail "sampling on 3 ranks"
 h5dump -d /data "$work/s1/shard-00000-of-00001.h5" | tail -n +3 > "$work/s1.txt"
 h5dump -d /data "$work/s3/shard-00000-of-00001.h5" | tail -n +3 > "$work/s3.txt"
 cmp -s "$work/s1.txt" "$work/s3.txt" || fail "1-rank and 3-rank samples differ"
+# More ranks than batches: idle ranks take part in the gather with an empty slice.
+mpi 3 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=20 --out="$work/s20" >/dev/null 2>&1 || fail "sampling 20 on 3 ranks"
+h5dump -d /data "$work/s20/shard-00000-of-00001.h5" | tail -n +3 | grep -q "(19,0)" || fail "20 samples expected"
 echo "all trainer end-to-end checks passed"
