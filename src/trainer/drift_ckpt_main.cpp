@@ -1,6 +1,7 @@
 // drift_ckpt: inspect and verify sharded checkpoints.
 #include <gflags/gflags.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include <torch/torch.h>
@@ -55,9 +56,15 @@ int main(int argc, char** argv) {
             std::cout << "verified " << m.tensors_size() << " tensor entries: sizes and checksums match\n";
           }
         } else if (args[0] == "list") {
+          // ROOT may be a run directory (its checkpoints/ folder is listed) or a checkpoints folder.
+          std::string root = args[1];
+          if (std::filesystem::is_directory(std::filesystem::path(root) / "checkpoints")) root += "/checkpoints";
+          DL_REQUIRE(std::filesystem::is_directory(root), "drift_ckpt list: '" << args[1] << "' is not a directory");
           std::vector<std::string> incomplete;
-          for (const auto& s : ckpt::list_complete(args[1], &incomplete)) std::cout << "complete    " << s.path << "\n";
+          const auto done = ckpt::list_complete(root, &incomplete);
+          for (const auto& s : done) std::cout << "complete    " << s.path << "\n";
           for (const auto& p : incomplete) std::cout << "incomplete  " << p << " (no valid manifest)\n";
+          if (done.empty() && incomplete.empty()) std::cout << "no checkpoints under " << root << "\n";
         } else {
           throw UserError("unknown subcommand '" + args[0] + "' (expected inspect or list)");
         }
