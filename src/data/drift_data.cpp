@@ -33,7 +33,7 @@ namespace driftlab::data {
 namespace {
 
 const char* kUsage =
-    "drift_data: build and inspect data sets in driftlab's HDF5 shard format (docs/data.md)\n"
+    "drift_data: build and inspect data sets in driftlab's HDF5 shard format (README, 'Data sets')\n"
     "Usage:\n"
     "  drift_data convert-idx IMAGES [LABELS] --out=DIR [--class_names=mnist] [--shards=K]\n"
     "      MNIST-style IDX files, raw or .gz\n"

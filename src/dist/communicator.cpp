@@ -71,7 +71,7 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
 #else
   DL_REQUIRE(backend != "nccl",
              "communicator backend 'nccl' is not in this build: it needs a CUDA-enabled LibTorch and NCCL "
-             "at configure time (see docs/dist.md); use the mpi backend");
+             "at configure time (see README, 'Distributed runtime'); use the mpi backend");
 #endif
   return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank);
 }

@@ -18,7 +18,7 @@
 #include "models/mae.h"              // pretrain_mae
 
 DEFINE_string(data, "", "pretrain: an image data set in the shard format (folder, shard file or glob; see "
-                        "docs/data.md); labels are used when it has classes");
+                        "README, 'Data sets'); labels are used when it has classes");
 DEFINE_string(images, "", "pretrain: instead of --data, an IDX uint8 image file (e.g. .cache/data/mnist/train-images-idx3-ubyte); "
                           "decoded to [-1, 1] like src/data decodes images");
 DEFINE_string(labels, "", "pretrain: IDX label file matching --images (enables --finetune_steps)");
