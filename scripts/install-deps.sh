@@ -26,6 +26,7 @@ packages=(
   libpng-dev zlib1g-dev
   dataset-fashion-mnist
   npm
+  slurmctld slurmd slurm-client munge
 )
 
 sudo_cmd=()
