@@ -17,7 +17,8 @@ ClassifierImpl::ClassifierImpl(int64_t c, int64_t h, int64_t w, int64_t k)
   c1_ = register_module("c1", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, 32, 3).padding(1)));
   c2_ = register_module("c2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1).stride(2)));
   c3_ = register_module("c3", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 128, 3).padding(1).stride(2)));
-  fc_ = register_module("fc", torch::nn::Linear(128, 128));
+  c4_ = register_module("c4", torch::nn::Conv2d(torch::nn::Conv2dOptions(128, 128, 3).padding(1)));
+  fc_ = register_module("fc", torch::nn::Linear(128 * 4 * 4, 128));
   head_ = register_module("head", torch::nn::Linear(128, k));
 }
 
@@ -25,7 +26,10 @@ torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
   auto h = torch::silu(c1_->forward(x));
   h = torch::silu(c2_->forward(h));
   h = torch::silu(c3_->forward(h));
-  h = h.mean({2, 3});  // global average pooling: any input size
+  h = torch::silu(c4_->forward(h));
+  // Pooled to a 4x4 grid, not to one value per channel: the layout of the strokes is what tells
+  // digits apart (global average pooling capped MNIST test accuracy at about 95%).
+  h = torch::adaptive_avg_pool2d(h, {4, 4}).flatten(1);
   return torch::silu(fc_->forward(h));
 }
 

@@ -20,7 +20,7 @@ class ClassifierImpl : public torch::nn::Module {
   int64_t channels, height, width, num_classes;
 
  private:
-  torch::nn::Conv2d c1_{nullptr}, c2_{nullptr}, c3_{nullptr};
+  torch::nn::Conv2d c1_{nullptr}, c2_{nullptr}, c3_{nullptr}, c4_{nullptr};
   torch::nn::Linear fc_{nullptr}, head_{nullptr};
 };
 TORCH_MODULE(Classifier);

@@ -31,7 +31,7 @@ DEFINE_string(json, "", "compare: also write the results as JSON to this file");
 DEFINE_string(png, "", "compare: also draw generated vs reference samples to this PNG");
 DEFINE_string(data, "", "train-classifier: the labelled image training set");
 DEFINE_string(out, "", "train-classifier: where to write the classifier file");
-DEFINE_int64(epochs, 2, "train-classifier: passes over the training set");
+DEFINE_int64(epochs, 3, "train-classifier: passes over the training set");
 DEFINE_int64(batch, 128, "train-classifier: batch size");
 DEFINE_double(lr, 2e-3, "train-classifier: Adam learning rate");
 DEFINE_string(test_data, "", "train-classifier: a labelled test set to report the classifier's accuracy on");
