@@ -8,6 +8,8 @@
 
 #include <cstdio>
 #include <exception>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "common/check.h"
@@ -17,6 +19,31 @@
 namespace driftlab {
 namespace {
 std::vector<std::string> g_args;
+
+// gflags skips unknown flags inside a --flagfile without a word, so a typo in a config would be
+// silently ignored: every --name=value line of a flagfile (nested ones too) must name a flag.
+void check_flagfile(const std::string& path, int depth = 0) {
+  DL_REQUIRE(depth < 16, "--flagfile=" << path << ": flagfiles nested more than 16 deep (a cycle?)");
+  std::ifstream in(path);
+  DL_REQUIRE(in, "--flagfile=" << path << ": cannot read the file");
+  std::string line;
+  for (int no = 1; std::getline(in, line); ++no) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] != '-') continue;  // blank, comment, or a program-name filter
+    const auto body = line.substr(line.find_first_not_of('-', start));
+    const auto eq = body.find('=');
+    const std::string name = body.substr(0, eq);
+    if (name == "flagfile" && eq != std::string::npos) {
+      check_flagfile(body.substr(eq + 1), depth + 1);
+      continue;
+    }
+    gflags::CommandLineFlagInfo info;
+    const bool known = gflags::GetCommandLineFlagInfo(name.c_str(), &info) ||
+                       (eq == std::string::npos && name.rfind("no", 0) == 0 &&
+                        gflags::GetCommandLineFlagInfo(name.substr(2).c_str(), &info) && info.type == "bool");
+    DL_REQUIRE(known, path << ":" << no << ": unknown flag '--" << name << "' (see --help for the flags of this program)");
+  }
+}
 
 [[noreturn]] void fail(const std::string& what, int code) {
   if (process_world_size() > 1) std::fprintf(stderr, "[rank %d/%d] ", process_rank(), process_world_size());
@@ -95,6 +122,13 @@ int run_tool(int argc, char** argv, const std::string& usage, const std::functio
       return 0;
     }
   }
+  std::vector<std::string> flagfiles;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    for (const char* p : {"--flagfile=", "-flagfile="})
+      if (a.rfind(p, 0) == 0) flagfiles.push_back(a.substr(std::string(p).size()));
+    if ((a == "--flagfile" || a == "-flagfile") && i + 1 < argc) flagfiles.push_back(argv[i + 1]);
+  }
   gflags::SetUsageMessage(usage);
   gflags::SetVersionString(DRIFTLAB_VERSION);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
@@ -102,6 +136,7 @@ int run_tool(int argc, char** argv, const std::string& usage, const std::functio
   init_logging(argv[0], process_rank(), process_world_size());
   hdf5_silence_errors();
   try {
+    for (const auto& f : flagfiles) check_flagfile(f);
     return body();
   } catch (const UserError& e) {
     fail(e.what(), 2);
