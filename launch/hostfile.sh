@@ -24,7 +24,11 @@ extra=()
 [ "$(id -u)" -eq 0 ] && extra+=(--allow-run-as-root)
 mkdir -p "$logs"
 cmd=(mpirun -np "$n" --hostfile "$hostfile" "${extra[@]}" --bind-to none --map-by slot
-     --output-filename "$logs" --tag-output -x DRIFTLAB_THREADS="$threads" -x PATH -x LD_LIBRARY_PATH
-     -x NCCL_DEBUG -x NCCL_SOCKET_IFNAME "$@")
+     --output-filename "$logs" --tag-output -x DRIFTLAB_THREADS="$threads" -x PATH)
+# Forward these only when set (mpirun warns about every -x naming an unset variable).
+for v in LD_LIBRARY_PATH NCCL_DEBUG NCCL_SOCKET_IFNAME; do
+  if [ -n "${!v:-}" ]; then cmd+=(-x "$v"); fi
+done
+cmd+=("$@")
 echo "launch: ${cmd[*]}"
 exec "${cmd[@]}"

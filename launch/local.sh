@@ -27,6 +27,8 @@ extra=()
 [ "$n" -gt "$(nproc)" ] && extra+=(--oversubscribe)
 mkdir -p "$logs"
 cmd=(mpirun -np "$n" "${extra[@]}" --bind-to none --output-filename "$logs" --tag-output
-     -x DRIFTLAB_THREADS="$threads" -x PATH -x LD_LIBRARY_PATH "$@")
+     -x DRIFTLAB_THREADS="$threads" -x PATH)
+if [ -n "${LD_LIBRARY_PATH:-}" ]; then cmd+=(-x LD_LIBRARY_PATH); fi  # mpirun warns about unset -x
+cmd+=("$@")
 echo "launch: ${cmd[*]}"
 exec "${cmd[@]}"

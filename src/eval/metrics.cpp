@@ -69,27 +69,30 @@ torch::Tensor sqrtm_psd(const torch::Tensor& s) {
 
 }  // namespace
 
-double energy_distance(const torch::Tensor& x_in, const torch::Tensor& y_in) {
+// Mean of f over the pairs of one set: without self pairs (U) or with them (V, f(0) each).
+template <typename F>
+double within_mean(const torch::Tensor& x, F f, double f_at_zero, Estimator e) {
+  const double n = x.size(0), off = pair_sum(x, x, true, f);
+  return e == Estimator::kUnbiased ? off / (n * (n - 1)) : (off + n * f_at_zero) / (n * n);
+}
+
+double energy_distance(const torch::Tensor& x_in, const torch::Tensor& y_in, Estimator e) {
   auto x = as_rows(x_in, "energy distance (generated)"), y = as_rows(y_in, "energy distance (reference)");
   same_dim(x, y);
   DL_REQUIRE(x.size(0) > 1 && y.size(0) > 1, "energy distance needs at least 2 samples per set");
   auto id = [](const torch::Tensor& d) { return d; };
-  const double nx = x.size(0), ny = y.size(0);
-  const double xy = pair_sum(x, y, false, id) / (nx * ny);
-  const double xx = pair_sum(x, x, true, id) / (nx * (nx - 1));
-  const double yy = pair_sum(y, y, true, id) / (ny * (ny - 1));
-  return 2 * xy - xx - yy;
+  const double xy = pair_sum(x, y, false, id) / (static_cast<double>(x.size(0)) * y.size(0));
+  return 2 * xy - within_mean(x, id, 0.0, e) - within_mean(y, id, 0.0, e);
 }
 
-double mmd2(const torch::Tensor& x_in, const torch::Tensor& y_in, double h) {
+double mmd2(const torch::Tensor& x_in, const torch::Tensor& y_in, double h, Estimator e) {
   auto x = as_rows(x_in, "MMD (generated)"), y = as_rows(y_in, "MMD (reference)");
   same_dim(x, y);
   DL_REQUIRE(h > 0, "MMD bandwidth must be positive, got " << h);
   DL_REQUIRE(x.size(0) > 1 && y.size(0) > 1, "MMD needs at least 2 samples per set");
   auto k = [h](const torch::Tensor& d) { return torch::exp(-d.square() / (2 * h * h)); };
-  const double nx = x.size(0), ny = y.size(0);
-  return pair_sum(x, x, true, k) / (nx * (nx - 1)) + pair_sum(y, y, true, k) / (ny * (ny - 1)) -
-         2 * pair_sum(x, y, false, k) / (nx * ny);
+  const double xy = pair_sum(x, y, false, k) / (static_cast<double>(x.size(0)) * y.size(0));
+  return within_mean(x, k, 1.0, e) + within_mean(y, k, 1.0, e) - 2 * xy;
 }
 
 double median_pairwise_distance(const torch::Tensor& x_in, const torch::Tensor& y_in) {

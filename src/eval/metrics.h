@@ -10,12 +10,18 @@
 
 namespace driftlab::eval {
 
-// Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| (within-set terms exclude self pairs).
-// Zero in expectation when both sets come from one distribution; grows with the mismatch.
-double energy_distance(const torch::Tensor& x, const torch::Tensor& y);
+// Which estimator of a two-sample statistic: kUnbiased (U-statistic: within-set terms exclude
+// self pairs; zero in expectation for one distribution, so it can come out negative) or kV
+// (V-statistic: self pairs included; never negative, its expectation for one distribution is a
+// small positive bias that shrinks as 1/n, so comparing it with the same statistic between two
+// real sets of the same size gives a meaningful ratio).
+enum class Estimator { kUnbiased, kV };
 
-// Unbiased squared MMD with a Gaussian kernel exp(-|a-b|^2 / (2 h^2)) for bandwidth h.
-double mmd2(const torch::Tensor& x, const torch::Tensor& y, double bandwidth);
+// Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'|; grows with the mismatch of the two distributions.
+double energy_distance(const torch::Tensor& x, const torch::Tensor& y, Estimator e = Estimator::kUnbiased);
+
+// Squared MMD with a Gaussian kernel exp(-|a-b|^2 / (2 h^2)) for bandwidth h.
+double mmd2(const torch::Tensor& x, const torch::Tensor& y, double bandwidth, Estimator e = Estimator::kUnbiased);
 
 // Median of pairwise distances of the pooled sets (on at most 2000 points): the usual bandwidth scale.
 double median_pairwise_distance(const torch::Tensor& x, const torch::Tensor& y);

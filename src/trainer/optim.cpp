@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/check.h"
@@ -60,9 +61,23 @@ void Ema::update(const std::vector<torch::Tensor>& params) {
   for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(decay_).add_(params[i].detach(), 1 - decay_);
 }
 
-double learning_rate(int64_t step, double lr, int64_t warmup) {
-  if (warmup <= 0 || step >= warmup) return lr;
-  return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+void validate(const LrSchedule& s) {
+  DL_REQUIRE(s.lr > 0 && std::isfinite(s.lr), "--lr must be a positive number, got " << s.lr);
+  DL_REQUIRE(s.warmup >= 0, "--warmup_steps must be >= 0, got " << s.warmup);
+  DL_REQUIRE(s.decay == "none" || s.decay == "cosine" || s.decay == "linear",
+             "--lr_decay must be none, cosine or linear, got '" << s.decay << "'");
+  DL_REQUIRE(s.min_frac >= 0 && s.min_frac <= 1, "--lr_min_frac must be in [0, 1], got " << s.min_frac);
+  DL_REQUIRE(s.decay == "none" || s.total > s.warmup,
+             "--lr_decay=" << s.decay << " needs --steps (" << s.total << ") greater than --warmup_steps (" << s.warmup << ")");
+}
+
+double learning_rate(int64_t step, const LrSchedule& s) {
+  if (s.warmup > 0 && step < s.warmup) return s.lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup);
+  if (s.decay == "none") return s.lr;
+  const double span = static_cast<double>(s.total - s.warmup);
+  const double t = std::min(1.0, std::max(0.0, static_cast<double>(step - s.warmup) / span));
+  const double shape = s.decay == "cosine" ? 0.5 * (1.0 + std::cos(std::acos(-1.0) * t)) : 1.0 - t;
+  return s.lr * (s.min_frac + (1.0 - s.min_frac) * shape);
 }
 
 }  // namespace driftlab

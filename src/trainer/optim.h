@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -53,7 +54,20 @@ class Ema {
   double decay_;
 };
 
-// Linear warmup from lr/warmup to lr over `warmup` steps, then constant. step counts from 0.
-double learning_rate(int64_t step, double lr, int64_t warmup);
+// Learning-rate schedule: linear warmup from lr/warmup to lr over `warmup` steps, then
+// constant (decay "none"), or a decay from lr at the end of warmup to lr * min_frac at step
+// `total` ("cosine": half a cosine period; "linear"). Steps count from 0; steps at or past
+// `total` keep lr * min_frac. A pure function of the step, so resumed and re-sharded runs
+// follow the same schedule.
+struct LrSchedule {
+  double lr = 1e-3;
+  int64_t warmup = 0;
+  std::string decay = "none";  // none | cosine | linear
+  int64_t total = 0;           // the step the decay ends at (the run's --steps)
+  double min_frac = 0.0;       // final lr as a fraction of lr
+};
+// Throws (naming the flag) when the schedule is malformed.
+void validate(const LrSchedule& s);
+double learning_rate(int64_t step, const LrSchedule& s);
 
 }  // namespace driftlab

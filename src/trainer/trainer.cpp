@@ -45,6 +45,9 @@ DEFINE_int64(pos_per_class, 256, "real samples (positives) per class per step");
 DEFINE_int64(unc_per_class, 0, "unconditional real samples per class appended to the negatives for guidance (CFG); 0: no guidance");
 DEFINE_double(lr, 1e-3, "AdamW learning rate after warmup");
 DEFINE_int64(warmup_steps, 0, "linear learning-rate warmup steps");
+DEFINE_string(lr_decay, "none", "learning-rate decay after warmup: none (constant, the paper's recipe), cosine or linear, "
+              "reaching --lr x --lr_min_frac at --steps");
+DEFINE_double(lr_min_frac, 0.0, "final learning rate of --lr_decay as a fraction of --lr");
 DEFINE_double(beta1, 0.9, "AdamW beta1");
 DEFINE_double(beta2, 0.95, "AdamW beta2");
 DEFINE_double(weight_decay, 0.0, "AdamW decoupled weight decay");
@@ -163,6 +166,7 @@ class Trainer {
   std::vector<std::string> param_names_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<Ema> ema_;
+  LrSchedule lr_schedule_;
   std::unique_ptr<dist::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
   drift::FieldOptions field_;
@@ -188,7 +192,8 @@ void Trainer::build() {
   DL_REQUIRE(FLAGS_pos_per_class >= 1, "--pos_per_class must be >= 1, got " << FLAGS_pos_per_class);
   DL_REQUIRE(FLAGS_unc_per_class >= 0, "--unc_per_class must be >= 0, got " << FLAGS_unc_per_class);
   DL_REQUIRE(FLAGS_log_every >= 1 && FLAGS_ckpt_every >= 1, "--log_every and --ckpt_every must be >= 1");
-  DL_REQUIRE(FLAGS_lr > 0 && std::isfinite(FLAGS_lr), "--lr must be a positive number, got " << FLAGS_lr);
+  lr_schedule_ = LrSchedule{FLAGS_lr, FLAGS_warmup_steps, FLAGS_lr_decay, FLAGS_steps, FLAGS_lr_min_frac};
+  validate(lr_schedule_);
   if (FLAGS_threads > 0) torch::set_num_threads(FLAGS_threads);
   else if (const char* env = std::getenv("DRIFTLAB_THREADS"); env && std::atoi(env) > 0) torch::set_num_threads(std::atoi(env));
 
@@ -455,7 +460,7 @@ void Trainer::step(int64_t t) {
                              std::to_string(gnorm) + "); no update was applied. The last good checkpoint is " +
                              last_checkpoint_ + ". Try a lower --lr or a larger --grad_clip.");
   }
-  opt_->step(learning_rate(t, FLAGS_lr, FLAGS_warmup_steps));
+  opt_->step(learning_rate(t, lr_schedule_));
   ema_->update(params_);
   phases_.add("optimizer", sw.seconds());
 
@@ -538,7 +543,7 @@ int Trainer::run() {
       for (double v : drift_norm_sum_) dn.push_back(v / logged_steps_);
       std::map<std::string, double> row{{"loss", loss_sum_ / logged_steps_},
                                         {"grad_norm", grad_norm_sum_ / logged_steps_},
-                                        {"lr", learning_rate(t, FLAGS_lr, FLAGS_warmup_steps)},
+                                        {"lr", learning_rate(t, lr_schedule_)},
                                         {"samples_per_s", per_s}};
       for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(field_.taus[i]).substr(0, 5)] = dn[i];
       const double total_time = phases_.sum();

@@ -62,7 +62,32 @@ TEST(Mmd, MatchesReference) {
   for (int i = 0; i < 11; ++i)
     for (int j = 0; j < 9; ++j) xy += k(x, i, y, j);
   EXPECT_NEAR(mmd2(x, y, h), xx / 110 + yy / 72 - 2 * xy / 99, 1e-10);
+  // V-statistic: self pairs (kernel 1) included, denominators n^2.
+  EXPECT_NEAR(mmd2(x, y, h, Estimator::kV), (xx + 11) / 121 + (yy + 9) / 81 - 2 * xy / 99, 1e-10);
   EXPECT_THROW(mmd2(x, y, 0), UserError);
+}
+
+TEST(Energy, VStatisticMatchesReferenceAndIsNeverNegative) {
+  torch::manual_seed(6);
+  auto x = torch::randn({19, 3}, torch::kFloat64), y = torch::randn({13, 3}, torch::kFloat64) - 0.3;
+  double xy = 0, xx = 0, yy = 0;
+  for (int64_t i = 0; i < 19; ++i)
+    for (int64_t j = 0; j < 13; ++j) xy += dist(x, i, y, j);
+  for (int64_t i = 0; i < 19; ++i)
+    for (int64_t j = 0; j < 19; ++j) xx += dist(x, i, x, j);
+  for (int64_t i = 0; i < 13; ++i)
+    for (int64_t j = 0; j < 13; ++j) yy += dist(y, i, y, j);
+  EXPECT_NEAR(energy_distance(x, y, Estimator::kV), 2 * xy / (19 * 13) - xx / (19 * 19) - yy / (13 * 13), 1e-10);
+  // Two sets from one distribution: the unbiased estimate straddles 0 across draws, the V-statistic
+  // never goes below 0 (it is a squared distance between the two empirical distributions).
+  int negative_u = 0;
+  for (int r = 0; r < 20; ++r) {
+    auto a = torch::randn({200, 2}, torch::kFloat64), b = torch::randn({200, 2}, torch::kFloat64);
+    negative_u += energy_distance(a, b) < 0;
+    EXPECT_GE(energy_distance(a, b, Estimator::kV), 0.0);
+    EXPECT_GE(mmd2(a, b, 1.0, Estimator::kV), 0.0);
+  }
+  EXPECT_GT(negative_u, 0);
 }
 
 TEST(Frechet, ClosedForms) {

@@ -54,10 +54,45 @@ TEST(Ema, GeometricAverage) {
 }
 
 TEST(Schedule, WarmupThenConstant) {
-  EXPECT_DOUBLE_EQ(learning_rate(0, 1.0, 4), 0.25);
-  EXPECT_DOUBLE_EQ(learning_rate(3, 1.0, 4), 1.0);
-  EXPECT_DOUBLE_EQ(learning_rate(100, 1.0, 4), 1.0);
-  EXPECT_DOUBLE_EQ(learning_rate(0, 1.0, 0), 1.0);
+  const LrSchedule s{1.0, 4, "none", 10, 0.0};
+  EXPECT_DOUBLE_EQ(learning_rate(0, s), 0.25);
+  EXPECT_DOUBLE_EQ(learning_rate(3, s), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(100, s), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(0, LrSchedule{1.0, 0, "none", 10, 0.0}), 1.0);
+}
+
+TEST(Schedule, CosineAndLinearDecay) {
+  // warmup 4 steps, decay over steps 4 .. 14 from 2.0 to 2.0 * 0.1.
+  const LrSchedule c{2.0, 4, "cosine", 14, 0.1};
+  EXPECT_DOUBLE_EQ(learning_rate(1, c), 2.0 * 2 / 4);            // still warming up
+  EXPECT_DOUBLE_EQ(learning_rate(4, c), 2.0);                    // decay starts at the peak
+  EXPECT_NEAR(learning_rate(9, c), 2.0 * (0.1 + 0.9 * 0.5), 1e-12);  // half way: cos(pi/2) = 0
+  EXPECT_NEAR(learning_rate(14, c), 0.2, 1e-12);
+  EXPECT_NEAR(learning_rate(1000, c), 0.2, 1e-12);               // past the end: stays at the floor
+  // cos(pi * 0.2) for step 6 (t = 2 / 10)
+  EXPECT_NEAR(learning_rate(6, c), 2.0 * (0.1 + 0.9 * 0.5 * (1 + std::cos(std::acos(-1.0) * 0.2))), 1e-12);
+  for (int64_t t = 4; t < 14; ++t) EXPECT_GT(learning_rate(t, c), learning_rate(t + 1, c)) << t;
+
+  const LrSchedule l{1.0, 0, "linear", 8, 0.0};
+  EXPECT_DOUBLE_EQ(learning_rate(0, l), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(2, l), 0.75);
+  EXPECT_DOUBLE_EQ(learning_rate(8, l), 0.0);
+}
+
+TEST(Schedule, MalformedIsNamed) {
+  auto message = [](const LrSchedule& s) {
+    try {
+      validate(s);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(LrSchedule{1.0, 0, "cosinus", 10, 0.0}).find("--lr_decay"), std::string::npos);
+  EXPECT_NE(message(LrSchedule{1.0, 0, "cosine", 10, 1.5}).find("--lr_min_frac"), std::string::npos);
+  EXPECT_NE(message(LrSchedule{1.0, 10, "linear", 10, 0.0}).find("--warmup_steps"), std::string::npos);
+  EXPECT_NE(message(LrSchedule{-1.0, 0, "none", 10, 0.0}).find("--lr"), std::string::npos);
+  EXPECT_EQ(message(LrSchedule{1.0, 10, "none", 10, 0.0}), "no error");
 }
 
 }  // namespace
