@@ -40,10 +40,7 @@ fi
 ranks=${DRIFTLAB_DEMO_RANKS:-$(( $(nproc) < 8 ? $(nproc) : 8 ))}
 # --resume=auto: a finished run is not retrained; an interrupted one continues.
 if [ "$ranks" -gt 1 ]; then
-  mpi=(mpirun -np "$ranks" --bind-to none -x DRIFTLAB_THREADS=1)
-  if [ "$(id -u)" -eq 0 ]; then mpi+=(--allow-run-as-root); fi
-  if [ "$ranks" -gt "$(nproc)" ]; then mpi+=(--oversubscribe); fi
-  "${mpi[@]}" "$bin/drift_train" --flagfile="$cfg" --resume=auto "$@"
+  launch/local.sh -n "$ranks" --threads 1 --plain -- "$bin/drift_train" --flagfile="$cfg" --resume=auto "$@"
 else
   "$bin/drift_train" --flagfile="$cfg" --resume=auto "$@"
 fi
