@@ -89,11 +89,26 @@ void convert_channels(const Image& img, int to, uint8_t* out) {
   }
 }
 
+// "unequal": six Gaussian modes at irregular places, with unequal weights and spreads
+// (x, y, std); mode k has weight kUnequalWeights[k].
+constexpr double kUnequalModes[6][3] = {{-2.5, 1.0, 0.20}, {1.5, 2.0, 0.15}, {2.5, -1.0, 0.25},
+                                        {-0.5, -2.5, 0.10}, {-2.5, -2.0, 0.12}, {0.5, 0.2, 0.08}};
+constexpr double kUnequalWeights[6] = {0.35, 0.25, 0.15, 0.12, 0.08, 0.05};
+// "nested": a ring of radius 2 (mode 0, 80% of the mass) around a small Gaussian core (mode 1).
+constexpr double kNestedCoreWeight = 0.2;
+
+int64_t weighted_mode(double u, const double (&w)[6]) {
+  double acc = 0;
+  for (int64_t k = 0; k < 5; ++k)
+    if (u < (acc += w[k])) return k;
+  return 5;
+}
+
 int64_t modes_or_fail(const std::string& name) {
   const auto names = toy_names();
   DL_REQUIRE(std::find(names.begin(), names.end(), name) != names.end(),
              "unknown toy data set '" << name << "' (expected one of checkerboard, swissroll, 8gaussians, "
-                                      << "25gaussians, moons, rings, bimodal)");
+                                      << "25gaussians, moons, rings, bimodal, unequal, nested)");
   return toy_num_modes(name);
 }
 
@@ -276,7 +291,7 @@ int64_t convert_csv(const std::string& path, const std::string& out, const Write
 }
 
 std::vector<std::string> toy_names() {
-  return {"checkerboard", "swissroll", "8gaussians", "25gaussians", "moons", "rings", "bimodal"};
+  return {"checkerboard", "swissroll", "8gaussians", "25gaussians", "moons", "rings", "bimodal", "unequal", "nested"};
 }
 
 int64_t toy_num_modes(const std::string& name) {
@@ -284,6 +299,8 @@ int64_t toy_num_modes(const std::string& name) {
   if (name == "25gaussians") return 25;
   if (name == "moons" || name == "bimodal") return 2;
   if (name == "rings") return 3;
+  if (name == "unequal") return 6;
+  if (name == "nested") return 2;
   return 0;
 }
 
@@ -297,7 +314,14 @@ torch::Tensor toy_points(const std::string& name, int64_t n, uint64_t seed, std:
   if (labels) labels->assign(static_cast<size_t>(n), 0);
   for (int64_t i = 0; i < n; ++i) {
     rng::Draw d(rng::Key{seed, rng::Stream::kToyData, 0, static_cast<uint64_t>(first + i)});
-    const int64_t k = modes > 0 ? static_cast<int64_t>(d.below(static_cast<uint64_t>(modes))) : 0;
+    int64_t k = 0;
+    if (name == "unequal") {
+      k = weighted_mode(d.uniform(), kUnequalWeights);
+    } else if (name == "nested") {
+      k = d.uniform() < kNestedCoreWeight ? 1 : 0;
+    } else if (modes > 0) {
+      k = static_cast<int64_t>(d.below(static_cast<uint64_t>(modes)));
+    }
     double x = 0, y = 0;
     if (name == "checkerboard") {
       // The 8 dark squares of a 4x4 board on [-2, 2]^2: those with ix + iy even.
@@ -322,6 +346,18 @@ torch::Tensor toy_points(const std::string& name, int64_t n, uint64_t seed, std:
       const double r = 0.6 * (k + 1), th = 2 * kPi * d.uniform();
       x = r * std::cos(th) + 0.03 * d.normal();
       y = r * std::sin(th) + 0.03 * d.normal();
+    } else if (name == "unequal") {
+      x = kUnequalModes[k][0] + kUnequalModes[k][2] * d.normal();
+      y = kUnequalModes[k][1] + kUnequalModes[k][2] * d.normal();
+    } else if (name == "nested") {
+      if (k == 1) {  // the core
+        x = 0.15 * d.normal();
+        y = 0.15 * d.normal();
+      } else {  // the outer ring
+        const double th = 2 * kPi * d.uniform();
+        x = 2.0 * std::cos(th) + 0.05 * d.normal();
+        y = 2.0 * std::sin(th) + 0.05 * d.normal();
+      }
     } else {  // bimodal
       x = (k == 0 ? -1.5 : 1.5) + 0.4 * d.normal();
       y = 0.4 * d.normal();

@@ -39,7 +39,8 @@ int64_t convert_csv(const std::string& path, const std::string& out, const Write
                     const CsvOptions& csv = {});
 
 // Synthetic 2-D distributions: checkerboard, swissroll, 8gaussians, 25gaussians, moons, rings,
-// bimodal. Sample i is a pure function of (seed, i): rng::Key{seed, kToyData, 0, i}.
+// bimodal, unequal (six Gaussians with weights 0.35 .. 0.05), nested (a ring holding 80% of the
+// mass around a small core). Sample i is a pure function of (seed, i): rng::Key{seed, kToyData, 0, i}.
 std::vector<std::string> toy_names();
 // Number of modes (labels) of a toy distribution; 0 for swissroll (one continuous arm).
 int64_t toy_num_modes(const std::string& name);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include <torch/torch.h>
 
@@ -62,6 +63,7 @@ FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Tra
   }
   const int64_t G = p.x.size(0), L = G / K, N = gneg.size(1);
   p.self_offset = f.self_offset;
+  key.generated_negatives = N;
   if (f.unc.defined()) {
     torch::NoGradGuard no_grad;
     Tensor unc = group(tr(f.unc.detach()), K);
@@ -131,6 +133,23 @@ FeatureKey vector_key(const GroupedFeatures& f, const std::string& prefix) {
   return make_key(f, prefix, [](const Tensor& m) { return m.unsqueeze(1); });
 }
 
+torch::Tensor spread_ratio(const FeatureKey& key) {
+  torch::NoGradGuard no_grad;
+  const Tensor yp = key.problem.y_pos.dim() == 2 ? key.problem.y_pos.unsqueeze(0) : key.problem.y_pos;
+  const Tensor yn = key.problem.y_neg.dim() == 2 ? key.problem.y_neg.unsqueeze(0) : key.problem.y_neg;
+  DL_REQUIRE(key.generated_negatives > 0 && key.generated_negatives <= yn.size(1),
+             "drift: key " << key.name << " has " << key.generated_negatives << " generated negatives of "
+                           << yn.size(1));
+  // Mean squared distance to the mean, per problem: mean_i ||y_i||^2 - ||mean y||^2 (in double:
+  // the difference of two large terms).
+  auto var = [](const Tensor& y) {
+    const Tensor yd = y.to(torch::kDouble);
+    return (yd.pow(2).sum(-1).mean(-1) - yd.mean(1).pow(2).sum(-1)).clamp_min(0);
+  };
+  const Tensor vg = var(yn.narrow(1, 0, key.generated_negatives)), vp = var(yp);
+  return (vg / vp).sqrt().masked_fill(vp <= 0, std::numeric_limits<double>::quiet_NaN());
+}
+
 TotalLoss total_loss(const std::vector<FeatureKey>& keys, const FieldOptions& options, Reducer* reducer) {
   DL_REQUIRE(!keys.empty(), "drift: total_loss needs at least one feature key");
   TotalLoss out;
@@ -138,7 +157,9 @@ TotalLoss total_loss(const std::vector<FeatureKey>& keys, const FieldOptions& op
     LossResult r = drift_loss(k.problem, options, reducer);
     out.loss = out.loss.defined() ? out.loss + r.loss : r.loss;
     out.value += r.value;
-    out.keys.push_back({k.name, r.value, std::move(r.field)});
+    const double spread = k.generated_negatives > 0 ? torch::nanmean(spread_ratio(k)).item<double>()
+                                                    : std::numeric_limits<double>::quiet_NaN();
+    out.keys.push_back({k.name, r.value, spread, std::move(r.field)});
   }
   return out;
 }

@@ -30,6 +30,7 @@ struct GroupedFeatures {
 struct FeatureKey {
   std::string name;
   Problem problem;
+  int64_t generated_negatives = 0;  // the first this many negatives of each problem are generated rows (all ranks)
 };
 
 struct KeyOptions {
@@ -55,6 +56,11 @@ FeatureKey vector_key(const GroupedFeatures& f, const std::string& prefix);
 struct KeyLoss {
   std::string name;
   double value = 0;  // global loss of this key
+  // Diversity: mean over the key's problems of (RMS distance of the generated rows to their mean) /
+  // (the same for the positives), i.e. sqrt(mean pairwise squared distance) of generated over real.
+  // 1 when the generated rows are as spread as the real ones; near 0 when they collapse. NaN when
+  // no problem has spread positives (a single positive) or the key has no generated negatives.
+  double spread = 0;
   FieldResult field;
 };
 
@@ -68,6 +74,11 @@ struct TotalLoss {
 // order on every rank.
 TotalLoss total_loss(const std::vector<FeatureKey>& keys, const FieldOptions& options,
                      Reducer* reducer = nullptr);
+
+// Per problem of `key`: sqrt(var_gen / var_pos), where var is the mean squared distance of a set's
+// rows to their mean (generated rows: the first key.generated_negatives negatives). [G], NaN where
+// the positives have no spread. No communication: every rank holds all generated rows.
+torch::Tensor spread_ratio(const FeatureKey& key);
 
 // CFG weight of the unconditional negatives: (alpha - 1) * (n_neg - 1) / n_unc, where n_neg is
 // the number of generated negatives of the class (all ranks). alpha >= 1.

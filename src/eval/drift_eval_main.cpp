@@ -81,6 +81,7 @@ int compare() {
   }
   const bool images = gen->spec().decoded_shape().size() == 3;
   std::vector<Row> rows;
+  std::string mode_share_text;  // per mode: generated % / data %
   auto flat = [](const torch::Tensor& t) { return t.reshape({t.size(0), -1}); };
   const auto V = Estimator::kV;
   rows.push_back({"energy distance", energy_distance(flat(g), flat(a), V), energy_distance(flat(b), flat(a), V),
@@ -112,6 +113,19 @@ int compare() {
     rows.push_back({"modes missed (of " + std::to_string(cs.size(0)) + ")", static_cast<double>(mc_g.missed),
                     static_cast<double>(mc_b.missed), "mode = class mean, radius " + std::to_string(radius).substr(0, 5)});
     rows.push_back({"share off every mode", mc_g.off_mode, mc_b.off_mode, ""});
+    // Mode weights: each sample takes the mode of its nearest labelled reference sample.
+    auto mw_g = mode_weights(flat(g), flat(a), a_lab, k), mw_b = mode_weights(flat(b), flat(a), a_lab, k);
+    rows.push_back({"modes missed (nearest sample)", static_cast<double>(mw_g.missed), static_cast<double>(mw_b.missed),
+                    "share < 0.1 x the mode's data share"});
+    rows.push_back({"largest mode-weight gap (points)", 100 * mw_g.max_gap, 100 * mw_b.max_gap,
+                    "max over modes |share - data share|"});
+    std::string shares;
+    for (int64_t c = 0; c < k; ++c) {
+      std::ostringstream one;
+      one << std::fixed << std::setprecision(1) << (c ? " " : "") << 100 * mw_g.share[c] << "/" << 100 * mw_g.data_share[c];
+      shares += one.str();
+    }
+    mode_share_text = shares;
   }
   if (images && !FLAGS_classifier.empty()) {
     auto clf = load_classifier(FLAGS_classifier);
@@ -129,6 +143,7 @@ int compare() {
   for (const auto& r : rows)
     std::printf("%-36s %14.6g %14.6g %9.3g  %s\n", r.metric.c_str(), r.value, r.floor,
                 std::fabs(r.floor) > 0 ? r.value / r.floor : NAN, r.note.c_str());
+  if (!mode_share_text.empty()) std::printf("\nmode shares, generated %% / data %%: %s\n", mode_share_text.c_str());
   std::printf("\nEnergy distance and MMD^2 are V-statistics (never negative): two sets drawn from one distribution\n"
               "score about the floor, so a ratio near 1 means the metric cannot tell the generated set from real\n"
               "data at this sample size.\n");

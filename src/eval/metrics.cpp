@@ -119,6 +119,33 @@ ModeCoverage mode_coverage(const torch::Tensor& s_in, const torch::Tensor& c_in,
   return out;
 }
 
+ModeWeights mode_weights(const torch::Tensor& s_in, const torch::Tensor& r_in, const torch::Tensor& labels,
+                         int64_t num_modes, double min_fraction_of_data) {
+  auto s = as_rows(s_in, "mode weights (samples)"), r = as_rows(r_in, "mode weights (reference)");
+  same_dim(s, r);
+  DL_REQUIRE(num_modes >= 1, "mode weights: need at least one mode, got " << num_modes);
+  DL_REQUIRE(labels.dim() == 1 && labels.size(0) == r.size(0),
+             "mode weights: one label per reference sample is needed (" << r.size(0) << " samples, labels "
+                                                                        << labels.sizes() << ")");
+  auto lab = labels.to(torch::kLong);
+  DL_REQUIRE(lab.min().item<int64_t>() >= 0 && lab.max().item<int64_t>() < num_modes,
+             "mode weights: labels must lie in [0, " << num_modes << ")");
+  std::vector<torch::Tensor> nearest;
+  for (int64_t i = 0; i < s.size(0); i += kBlock)
+    nearest.push_back(std::get<1>(torch::cdist(s.slice(0, i, std::min(i + kBlock, s.size(0))), r).min(1)));
+  auto assigned = lab.index({torch::cat(nearest)});
+  auto count = torch::bincount(assigned, {}, num_modes).to(torch::kDouble) / static_cast<double>(s.size(0));
+  auto data = torch::bincount(lab, {}, num_modes).to(torch::kDouble) / static_cast<double>(r.size(0));
+  ModeWeights out;
+  for (int64_t k = 0; k < num_modes; ++k) {
+    out.share.push_back(count[k].item<double>());
+    out.data_share.push_back(data[k].item<double>());
+    out.max_gap = std::max(out.max_gap, std::fabs(out.share.back() - out.data_share.back()));
+    if (out.data_share.back() > 0 && out.share.back() < min_fraction_of_data * out.data_share.back()) ++out.missed;
+  }
+  return out;
+}
+
 PrecisionRecall knn_precision_recall(const torch::Tensor& g_in, const torch::Tensor& r_in, int k) {
   auto g = as_rows(g_in, "precision/recall (generated)"), r = as_rows(r_in, "precision/recall (reference)");
   same_dim(g, r);

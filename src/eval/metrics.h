@@ -35,6 +35,17 @@ struct ModeCoverage {
 ModeCoverage mode_coverage(const torch::Tensor& samples, const torch::Tensor& centers, double radius,
                            double min_share_of_uniform = 0.1);
 
+// Mode weights by nearest neighbour: each sample takes the label of its nearest reference sample
+// (any mode shape: rings and arms too, not only blobs around a centre).
+struct ModeWeights {
+  std::vector<double> share;       // fraction of the samples assigned to each mode
+  std::vector<double> data_share;  // fraction of the reference in each mode
+  double max_gap = 0;              // max over modes of |share - data_share|
+  int missed = 0;                  // modes whose share is below `min_fraction_of_data` x data_share
+};
+ModeWeights mode_weights(const torch::Tensor& samples, const torch::Tensor& reference,
+                         const torch::Tensor& reference_labels, int64_t num_modes, double min_fraction_of_data = 0.1);
+
 struct PrecisionRecall {
   double precision = 0, recall = 0;
 };

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -95,6 +96,13 @@ std::vector<double> parse_taus(const std::string& s) {
   return out;
 }
 
+std::string format_number(double v, int precision) {
+  std::ostringstream os;
+  os.precision(precision);
+  os << v;
+  return os.str();
+}
+
 std::string join(const std::vector<double>& v, int precision = 3) {
   std::ostringstream os;
   os.precision(precision);
@@ -177,6 +185,8 @@ class Trainer {
   // Accumulated between log rows.
   double loss_sum_ = 0, grad_norm_sum_ = 0;
   std::vector<double> drift_norm_sum_;
+  std::map<std::string, std::pair<double, int64_t>> spread_sum_;  // per key: sum of spread ratios, steps
+  std::vector<std::string> key_order_;                            // keys in the order of the loss
   int64_t logged_steps_ = 0;
   std::string last_checkpoint_ = "none";
 };
@@ -466,8 +476,16 @@ void Trainer::step(int64_t t) {
 
   loss_sum_ += total.value;
   grad_norm_sum_ += gnorm;
-  for (const auto& k : total.keys)
+  if (key_order_.empty())
+    for (const auto& k : total.keys) key_order_.push_back(k.name);
+  for (const auto& k : total.keys) {
     for (size_t i = 0; i < drift_norm_sum_.size(); ++i) drift_norm_sum_[i] += k.field.raw_drift_norm[i] / total.keys.size();
+    if (std::isfinite(k.spread)) {
+      auto& acc = spread_sum_[k.name];
+      acc.first += k.spread;
+      ++acc.second;
+    }
+  }
   ++logged_steps_;
 }
 
@@ -546,12 +564,27 @@ int Trainer::run() {
                                         {"lr", learning_rate(t, lr_schedule_)},
                                         {"samples_per_s", per_s}};
       for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(field_.taus[i]).substr(0, 5)] = dn[i];
+      // Diversity per key: spread of the generated features over that of the real ones (1: as
+      // varied as the data; a collapse shows as a ratio falling toward 0).
+      std::string spread_text, low_key;
+      double low = std::numeric_limits<double>::infinity();
+      for (const auto& name : key_order_) {
+        auto it = spread_sum_.find(name);
+        if (it == spread_sum_.end() || it->second.second == 0) continue;
+        const double v = it->second.first / it->second.second;
+        row["spread/" + name] = v;
+        if (spread_text.empty()) spread_text = name + " " + format_number(v, 3);
+        if (v < low) low = v, low_key = name;
+      }
+      if (!low_key.empty() && key_order_.size() > 1) spread_text += ", lowest " + low_key + " " + format_number(low, 3);
+      spread_sum_.clear();
       const double total_time = phases_.sum();
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
       metrics_->log(done, row);
       LOG(INFO) << "step " << done << "/" << FLAGS_steps << " loss " << row["loss"] << " drift(" << FLAGS_taus << ") "
                 << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
-                << " samples/s ETA " << ProgressBar::format_duration(eta);
+                << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
+                << ProgressBar::format_duration(eta);
       loss_sum_ = grad_norm_sum_ = 0;
       std::fill(drift_norm_sum_.begin(), drift_norm_sum_.end(), 0.0);
       logged_steps_ = since_log = 0;

@@ -124,6 +124,38 @@ TEST(DriftFeatures, TotalLossSumsKeyLossesAndReachesTheGenerator) {
   EXPECT_GT(f.gen.grad().abs().sum().item<double>(), 0.0);
 }
 
+TEST(DriftFeatures, SpreadRatioIsGeneratedOverRealRmsSpreadPerProblem) {
+  // Class 0 generates the real rows scaled by 0.5 around another centre, class 1 by 2: the RMS
+  // spread about the mean scales with the factor, whatever the centre.
+  torch::manual_seed(61);
+  const int64_t n = 6, P = 6, U = 3;
+  Tensor real = torch::randn({2 * P, 3}, torch::kDouble);
+  Tensor gen = torch::cat({real.narrow(0, 0, P) * 0.5 + 3.0, real.narrow(0, P, P) * 2.0 - 1.0});
+  GroupedFeatures v;
+  v.classes = 2;
+  v.gen = gen, v.pos = real;
+  v.unc = torch::randn({2 * U, 3}, torch::kDouble) * 100;  // extra negatives: not generated rows
+  FeatureKey k = vector_key(v, "x");
+  EXPECT_EQ(k.generated_negatives, n);
+  Tensor r = spread_ratio(k);
+  ASSERT_EQ(r.sizes(), (std::vector<int64_t>{2}));
+  EXPECT_NEAR(r[0].item<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(r[1].item<double>(), 2.0, 1e-12);
+  // Reference: the mean pairwise squared distance is twice the squared RMS spread (n/(n-1) aside,
+  // which cancels for equal set sizes).
+  auto mpsd = [](const Tensor& y) { return torch::cdist(y, y).pow(2).mean().item<double>(); };
+  EXPECT_NEAR(r[1].item<double>(), std::sqrt(mpsd(gen.narrow(0, P, P)) / mpsd(real.narrow(0, P, P))), 1e-9);
+  // In the total loss: the mean over problems (1.25); a collapsed class reads 0.
+  TotalLoss t = total_loss({k}, FieldOptions{});
+  EXPECT_NEAR(t.keys[0].spread, 1.25, 1e-12);
+  v.gen = torch::cat({real.narrow(0, 0, P) * 0.0 + 1.0, real.narrow(0, P, P)});
+  EXPECT_NEAR(spread_ratio(vector_key(v, "x"))[0].item<double>(), 0.0, 1e-12);
+  // One positive has no spread: NaN (not logged), not a division by zero.
+  GroupedFeatures one;
+  one.gen = torch::randn({4, 2}, torch::kDouble), one.pos = torch::randn({1, 2}, torch::kDouble);
+  EXPECT_TRUE(std::isnan(spread_ratio(vector_key(one, "x"))[0].item<double>()));
+}
+
 TEST(DriftFeatures, CfgWeightsAndBadInputs) {
   EXPECT_DOUBLE_EQ(cfg_unconditional_weight(1.0, 64, 16), 0.0);
   EXPECT_DOUBLE_EQ(cfg_unconditional_weight(3.0, 64, 16), 2.0 * 63 / 16);

@@ -115,6 +115,41 @@ TEST(Modes, SharesAndMissedModes) {
   EXPECT_EQ(c.missed, 1);
 }
 
+TEST(Modes, WeightsByNearestReferenceSampleOnARingAroundACore) {
+  // Reference: a ring of radius 5 (label 0, 12 points) around a core (label 1, 4 points near 0):
+  // its class mean is the core's centre, so only nearest-sample assignment tells them apart.
+  std::vector<float> pts;
+  std::vector<int64_t> lab;
+  for (int i = 0; i < 12; ++i) {
+    pts.push_back(5.f * std::cos(i * 0.5236f));
+    pts.push_back(5.f * std::sin(i * 0.5236f));
+    lab.push_back(0);
+  }
+  for (float v : {0.1f, -0.1f}) {
+    pts.insert(pts.end(), {v, 0.f, 0.f, v});
+    lab.insert(lab.end(), {1, 1});
+  }
+  auto ref = torch::tensor(pts).view({16, 2});
+  auto labels = torch::tensor(lab);
+  // Samples: 3 on the ring, 5 at the core (data shares 0.75 / 0.25).
+  auto s = torch::tensor({{4.9f, 0.f}, {0.f, 5.1f}, {-5.f, 0.2f}, {0.f, 0.f}, {0.05f, 0.f}, {0.f, -0.05f},
+                          {0.2f, 0.2f}, {-0.1f, 0.1f}});
+  auto w = mode_weights(s, ref, labels, 2);
+  ASSERT_EQ(w.share.size(), 2u);
+  EXPECT_DOUBLE_EQ(w.share[0], 3.0 / 8);
+  EXPECT_DOUBLE_EQ(w.share[1], 5.0 / 8);
+  EXPECT_DOUBLE_EQ(w.data_share[0], 0.75);
+  EXPECT_DOUBLE_EQ(w.data_share[1], 0.25);
+  EXPECT_NEAR(w.max_gap, 0.375, 1e-12);
+  EXPECT_EQ(w.missed, 0);
+  // Every sample at the core: the ring (75% of the data) is missed.
+  auto core = mode_weights(torch::zeros({10, 2}), ref, labels, 2);
+  EXPECT_EQ(core.missed, 1);
+  EXPECT_DOUBLE_EQ(core.share[1], 1.0);
+  EXPECT_THROW(mode_weights(s, ref, labels.slice(0, 0, 5), 2), UserError);
+  EXPECT_THROW(mode_weights(s, ref, labels, 1), UserError);
+}
+
 TEST(PrecisionRecall, IdenticalAndDisjointSets) {
   torch::manual_seed(5);
   auto r = torch::randn({200, 2});
