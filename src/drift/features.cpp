@@ -13,7 +13,9 @@ namespace driftlab::drift {
 namespace {
 
 using torch::Tensor;
-using Transform = std::function<Tensor(const Tensor&)>;  // [B, ...] -> [B, L, D]
+// A key's transform maps a batch to channel-major per-sample features [B, D, L] (L problems per
+// class, D-dimensional): the layout pooling and flattening give without a copy.
+using Transform = std::function<Tensor(const Tensor&)>;
 
 std::string shape_str(const Tensor& t) {
   std::ostringstream os;
@@ -21,10 +23,11 @@ std::string shape_str(const Tensor& t) {
   return os.str();
 }
 
-// [K*m, L, D] -> [K*L, m, D]: problem (k, l) holds the m rows of class k at location l.
+// [K*m, D, L] -> [K*L, m, D]: problem (k, l) holds the m rows of class k at location l. One copy
+// (none when L = 1).
 Tensor group(const Tensor& t, int64_t K) {
-  const int64_t m = t.size(0) / K, L = t.size(1), D = t.size(2);
-  return t.reshape({K, m, L, D}).permute({0, 2, 1, 3}).reshape({K * L, m, D});
+  const int64_t m = t.size(0) / K, D = t.size(1), L = t.size(2);
+  return t.reshape({K, m, D, L}).permute({0, 3, 1, 2}).reshape({K * L, m, D});
 }
 
 void check_grouped(const GroupedFeatures& f) {
@@ -53,13 +56,13 @@ FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Tra
   FeatureKey key;
   key.name = name;
   Problem& p = key.problem;
-  Tensor gen_all = f.gen_all.defined() ? f.gen_all.detach() : f.gen.detach();
   p.x = group(tr(f.gen), K);
   Tensor gneg;
   {
     torch::NoGradGuard no_grad;
     p.y_pos = group(tr(f.pos.detach()), K);
-    gneg = group(tr(gen_all), K);
+    // One process: the negatives are the generated rows themselves, already transformed.
+    gneg = f.gen_all.defined() ? group(tr(f.gen_all.detach()), K) : p.x.detach();
   }
   const int64_t G = p.x.size(0), L = G / K, N = gneg.size(1);
   p.self_offset = f.self_offset;
@@ -80,14 +83,18 @@ FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Tra
   return key;
 }
 
-// [B, C, H, W] -> [B, h*w, C, p*q]: the values of each (p x q) patch, patches row-major.
-Tensor patches(const Tensor& m, int64_t p, int64_t q) {
-  const int64_t B = m.size(0), C = m.size(1), h = m.size(2) / p, w = m.size(3) / q;
-  return m.narrow(2, 0, h * p)
-      .narrow(3, 0, w * q)
-      .reshape({B, C, h, p, w, q})
-      .permute({0, 2, 4, 1, 3, 5})
-      .reshape({B, h * w, C, p * q});
+// Mean and std over non-overlapping (p x q) patches of [B, C, H, W] (rows and columns past the
+// last whole patch are left out), as [B, C, h*w], patches row-major. Pooling, not a copy of
+// every patch: the std is the RMS deviation from the patch mean.
+Tensor patch_mean(const Tensor& m, int64_t p, int64_t q) {
+  return torch::avg_pool2d(m, {p, q}, {p, q}).flatten(2);
+}
+Tensor patch_std(const Tensor& m, int64_t p, int64_t q, double eps) {
+  const int64_t h = m.size(2) / p, w = m.size(3) / q;
+  Tensor crop = m.narrow(2, 0, h * p).narrow(3, 0, w * q);
+  Tensor mean = torch::avg_pool2d(crop, {p, q}, {p, q});
+  Tensor dev = crop - torch::upsample_nearest2d(mean, {h * p, w * q});
+  return (torch::avg_pool2d(dev * dev, {p, q}, {p, q}) + eps).sqrt().flatten(2);
 }
 
 }  // namespace
@@ -100,14 +107,10 @@ std::vector<FeatureKey> feature_map_keys(const GroupedFeatures& f, const std::st
   const double eps = o.std_eps;
   std::vector<FeatureKey> keys;
   if (o.per_location)
-    keys.push_back(make_key(f, prefix + ".loc", [](const Tensor& m) {
-      return m.flatten(2).transpose(1, 2);  // [B, HW, C]
-    }));
+    keys.push_back(make_key(f, prefix + ".loc", [](const Tensor& m) { return m.flatten(2); }));  // [B, C, HW]
   auto stats = [&](const std::string& tag, int64_t p, int64_t q) {
-    keys.push_back(make_key(f, prefix + ".mean" + tag, [=](const Tensor& m) { return patches(m, p, q).mean(-1); }));
-    keys.push_back(make_key(f, prefix + ".std" + tag, [=](const Tensor& m) {
-      return (patches(m, p, q).var(-1, /*unbiased=*/false) + eps).sqrt();
-    }));
+    keys.push_back(make_key(f, prefix + ".mean" + tag, [=](const Tensor& m) { return patch_mean(m, p, q); }));
+    keys.push_back(make_key(f, prefix + ".std" + tag, [=](const Tensor& m) { return patch_std(m, p, q, eps); }));
   };
   if (o.global_stats) stats("", H, W);
   if (o.patch2 && H >= 2 && W >= 2) stats("2x2", 2, 2);
@@ -119,10 +122,10 @@ std::vector<FeatureKey> output_keys(const GroupedFeatures& f, const std::string&
   check_grouped(f);
   DL_REQUIRE(f.gen.dim() >= 2, "drift features: an output must be [B, ...], got " << shape_str(f.gen));
   std::vector<FeatureKey> keys;
-  keys.push_back(make_key(f, prefix + ".flat", [](const Tensor& m) { return m.flatten(1).unsqueeze(1); }));
+  keys.push_back(make_key(f, prefix + ".flat", [](const Tensor& m) { return m.flatten(1).unsqueeze(2); }));
   if (f.gen.dim() == 4)
     keys.push_back(make_key(f, prefix + ".rms", [](const Tensor& m) {
-      return (m.pow(2).mean({2, 3}) + 1e-6).sqrt().unsqueeze(1);  // [B, 1, C]
+      return (m.pow(2).mean({2, 3}) + 1e-6).sqrt().unsqueeze(2);  // [B, C, 1]
     }));
   return keys;
 }
@@ -130,7 +133,7 @@ std::vector<FeatureKey> output_keys(const GroupedFeatures& f, const std::string&
 FeatureKey vector_key(const GroupedFeatures& f, const std::string& prefix) {
   check_grouped(f);
   DL_REQUIRE(f.gen.dim() == 2, "drift features: vectors must be [B, D], got " << shape_str(f.gen));
-  return make_key(f, prefix, [](const Tensor& m) { return m.unsqueeze(1); });
+  return make_key(f, prefix, [](const Tensor& m) { return m.unsqueeze(2); });
 }
 
 torch::Tensor spread_ratio(const FeatureKey& key) {

@@ -19,6 +19,7 @@
 #include <torch/torch.h>
 
 #include "common/check.h"
+#include "drift/cpu_loops.h"
 
 namespace driftlab::drift {
 namespace {
@@ -170,6 +171,7 @@ class FieldKernel {
       rows_per_tile_ = std::max<int64_t>(1, opt_.tile_bytes / per_row);
     }
     tiles_ = make_tiles(G_, N_, rows_per_tile_);
+    fused_ = opt_.fused_cpu_loops && x_.is_cpu();
 
     // Centering on the mean of the targets (identical on every rank: the targets are gathered)
     // keeps ||x||^2 + ||y||^2 - 2 x.y from cancelling when the data sit far from the origin.
@@ -185,12 +187,42 @@ class FieldKernel {
     Tensor rowterm = xc.pow(2).sum(-1) + 2 * (xc * center_.narrow(0, t.g0, t.gb)).sum(-1);
     Tensor yn2 = ynorm_.narrow(0, t.g0, t.gb).unsqueeze(1);
     Tensor op = out.narrow(2, 0, P_), on = out.narrow(2, P_, Q_);
+    if (fused_) {
+      // beta = 0 does not make every CPU kernel ignore the old contents (reused scratch): zero them.
+      out.zero_();
+      op.baddbmm_(xc, yp_.narrow(0, t.g0, t.gb).transpose(1, 2), 1, -2);
+      on.baddbmm_(xc, yn_.narrow(0, t.g0, t.gb).transpose(1, 2), 1, -2);
+      Tensor rt = rowterm.contiguous();
+      dispatch([&](auto zero) {
+        using T = decltype(zero);
+        cpu::finish_distances<T>(out.data_ptr<T>(), shape(t, out), ynorm_.data_ptr<T>() + t.g0 * C_, rt.data_ptr<T>());
+      });
+      return;
+    }
     op.copy_(yn2.narrow(2, 0, P_).expand({t.gb, t.tn, P_}));
     on.copy_(yn2.narrow(2, P_, Q_).expand({t.gb, t.tn, Q_}));
     op.baddbmm_(xc, yp_.narrow(0, t.g0, t.gb).transpose(1, 2), 1, -2);
     on.baddbmm_(xc, yn_.narrow(0, t.g0, t.gb).transpose(1, 2), 1, -2);
     out.add_(rowterm.unsqueeze(-1)).clamp_min_(0).sqrt_();
     if (opt_.mask_self) self_diagonal(t, out).fill_(kInf);
+  }
+
+  // Calls f(T{}) with T the scalar type of x (float or double).
+  template <typename F>
+  void dispatch(F&& f) const {
+    if (x_.scalar_type() == torch::kFloat) f(float{});
+    else f(double{});
+  }
+
+  // The fused loops' view of a distance tile d ([gb, tn, C], rows contiguous).
+  cpu::TileShape shape(const Tile& t, const Tensor& d) const {
+    cpu::TileShape s;
+    s.gb = t.gb, s.tn = t.tn, s.C = C_, s.P = P_;
+    s.d_gstride = d.stride(0);
+    s.r_gstride = N_;
+    s.mask = opt_.mask_self;
+    s.self_col0 = P_ + off_ + t.i0;
+    return s;
   }
 
   // The entries (i, P + self_offset + i) of a tile: a [gb, tn] strided view.
@@ -217,8 +249,18 @@ class FieldKernel {
     Tensor dmax = torch::zeros({}, x_.options());
     colmin_ = torch::full({G_, C_}, kInf, x_.options());
     rowmin_ = torch::empty({G_, N_}, x_.options());
+    double f_wd = 0, f_max = 0, f_nn = 0;  // fused loops' accumulators
     for (const Tile& t : tiles_) {
       Tensor d = distances(t, true);
+      if (fused_) {
+        dispatch([&](auto zero) {
+          using T = decltype(zero);
+          cpu::distance_stats<T>(d.data_ptr<T>(), shape(t, d), w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr,
+                                 &f_wd, &f_max, colmin_.data_ptr<T>() + t.g0 * C_,
+                                 rowmin_.data_ptr<T>() + t.g0 * N_ + t.i0, &f_nn);
+        });
+        continue;
+      }
       if (opt_.mask_self) self_diagonal(t, d).fill_(0);
       Tensor colsum = d.sum(1);
       wd_sum += (w_.defined() ? (colsum * w_.narrow(0, t.g0, t.gb)).sum() : colsum.sum()).to(torch::kDouble);
@@ -229,6 +271,11 @@ class FieldKernel {
       Tensor rm = d.amin(2);
       rowmin_.narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn).copy_(rm);
       nn_sum += rm.sum().to(torch::kDouble);
+    }
+    if (fused_) {
+      wd_sum += f_wd;
+      nn_sum += f_nn;
+      dmax = torch::full({}, f_max, x_.options());
     }
     // Total weight of the unmasked pairs, in closed form.
     Tensor w_sum;
@@ -269,6 +316,17 @@ class FieldKernel {
     Tensor rowlse = torch::empty({T_, G_, N_}, x_.options());
     for (const Tile& t : tiles_) {
       Tensor d = distances(t, false);
+      if (fused_) {
+        dispatch([&](auto zero) {
+          using T = decltype(zero);
+          const auto s = shape(t, d);
+          for (int64_t ti = 0; ti < T_; ++ti)
+            cpu::row_col_sums<T>(d.data_ptr<T>(), s, static_cast<T>(k_[ti]), rowmin_.data_ptr<T>() + t.g0 * N_ + t.i0,
+                                 colmin_.data_ptr<T>() + t.g0 * C_, rowlse[ti].data_ptr<T>() + t.g0 * N_ + t.i0,
+                                 csum[ti].data_ptr<T>() + t.g0 * C_);
+        });
+        continue;
+      }
       // Slot 0 of pass 3's buffer: one buffer for both passes.
       Tensor work = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).narrow(0, 0, t.gb * t.tn * C_).view({t.gb, t.tn, C_});
       Tensor rm = rowmin_.narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn);
@@ -303,7 +361,25 @@ class FieldKernel {
     for (const Tile& t : tiles_) {
       Tensor d = distances(t, false);
       Tensor A = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).view({t.gb, T_, t.tn, C_});
-      for (int64_t ti = 0; ti < T_; ++ti) {
+      Tensor spos, sneg;  // [gb, T * tn, 1]: row sums of A over the positive / negative columns
+      if (fused_) {
+        spos = ws_.get("spos", t.gb * T_ * t.tn, x_.options()).view({t.gb, T_ * t.tn, 1});
+        sneg = ws_.get("sneg", t.gb * T_ * t.tn, x_.options()).view({t.gb, T_ * t.tn, 1});
+        std::vector<double> h(static_cast<size_t>(T_), 0.0);
+        dispatch([&](auto zero) {
+          using T = decltype(zero);
+          const auto s = shape(t, d);
+          for (int64_t ti = 0; ti < T_; ++ti)
+            cpu::affinities<T>(d.data_ptr<T>(), s, static_cast<T>(k_[ti]),
+                               half_row_[ti].data_ptr<T>() + t.g0 * N_ + t.i0, half_col_[ti].data_ptr<T>() + t.g0 * C_,
+                               opt_.floor ? static_cast<T>(floor_a) : T(0),
+                               w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr,
+                               A.data_ptr<T>() + ti * t.tn * C_, T_ * t.tn * C_, spos.data_ptr<T>() + ti * t.tn,
+                               sneg.data_ptr<T>() + ti * t.tn, T_ * t.tn, opt_.compute_entropy ? &h[static_cast<size_t>(ti)] : nullptr);
+        });
+        if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+      }
+      for (int64_t ti = 0; ti < T_ && !fused_; ++ti) {
         Tensor a = A.select(1, ti);
         Tensor hr = half_row_[ti].narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn).unsqueeze(-1);
         Tensor hc = half_col_[ti].narrow(0, t.g0, t.gb).unsqueeze(1);
@@ -327,7 +403,7 @@ class FieldKernel {
       Tensor neg = ws_.get("neg", out_numel, x_.options()).view({t.gb, T_ * t.tn, D_});
       torch::bmm_out(pos, Ap, yp_.narrow(0, t.g0, t.gb));
       torch::bmm_out(neg, An, yn_.narrow(0, t.g0, t.gb));
-      Tensor spos = Ap.sum(-1, true), sneg = An.sum(-1, true);
+      if (!fused_) spos = Ap.sum(-1, true), sneg = An.sum(-1, true);
       // V_tau = S_neg * sum A_pos y_pos - S_pos * sum A_neg y_neg (the -x terms cancel).
       Tensor v = pos.mul_(sneg).sub_(neg.mul_(spos)).view({t.gb, T_, t.tn, D_});
       Tensor vsq = torch::mul_out(neg, pos, pos).view({t.gb, T_, t.tn, D_}).sum(-1);  // [gb, T, tn]
@@ -368,6 +444,7 @@ class FieldKernel {
   Tensor x_, yp_, yn_, w_, wp_, wn_, center_, ynorm_;
   int64_t G_ = 0, N_ = 0, D_ = 0, P_ = 0, Q_ = 0, C_ = 0, T_ = 0, off_ = 0, elem_ = 4;
   Path path_ = Path::kDense;
+  bool fused_ = false;
   int64_t rows_per_tile_ = 1;
   std::vector<Tile> tiles_;
   Tensor dist_;
@@ -428,18 +505,19 @@ LossResult drift_loss(const Problem& problem, const FieldOptions& options, Reduc
   const FieldResult& f = out.field;
   const double D = static_cast<double>(problem.x.size(-1));
   const double c = std::sqrt(D) / std::max(f.scale, options.scale_eps);
-  Tensor target;
-  {
-    torch::NoGradGuard no_grad;
-    target = problem.x.detach() * c + f.V;
-  }
   const double denom = static_cast<double>(f.total_rows) * D;
-  out.loss = (problem.x * c - target).pow(2).sum() / denom;
-  Tensor value;
+  // The loss mean ||x~ - stopgrad(x~ + V)||^2 / D has the gradient -2 c V / denom with respect
+  // to x (x~ = c x): a linear surrogate with that gradient, shifted to the loss's value, needs
+  // no autograd graph of the regression (one product forward, one backward).
+  Tensor grad_x, value;
   {
     torch::NoGradGuard no_grad;
+    grad_x = f.V * (-2.0 * c / denom);
     value = (f.V.pow(2).sum().to(torch::kDouble) / denom).reshape({1});
   }
+  Tensor linear = (problem.x * grad_x).sum();
+  const Tensor local = value.to(linear.scalar_type()).reshape({});
+  out.loss = linear + (local - linear.detach());
   if (reducer) reducer->all_reduce_sum(value);
   out.value = value.item<double>();
   return out;

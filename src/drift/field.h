@@ -78,6 +78,9 @@ struct FieldOptions {
   bool check_finite = true;
   // Scratch buffers reused across calls (nullptr: allocated for this call and freed after).
   Workspace* workspace = nullptr;
+  // CPU tensors: run each pass as one fused loop over the tile (cpu_loops.h). Off: the chain of
+  // tensor operations that CUDA tensors always use (same result to rounding).
+  bool fused_cpu_loops = true;
 };
 
 // One set of G independent problems sharing N, P, Q and D (one feature key). 2-D tensors are

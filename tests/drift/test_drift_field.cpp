@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "common/check.h"
+#include "drift/cpu_loops.h"
 #include "drift/field.h"
 #include "drift_test_util.h"
 
@@ -209,6 +210,53 @@ TEST(DriftField, FloorOffAndNoSelfMaskMatchReference) {
     o.tile_bytes = 2000;
     expect_matches(drift_field(prob(x, yp, yn), o), reference(x, yp, yn, {}, {}, o), x, 1e-9);
   }
+}
+
+// The fused CPU loops (the default on CPU) against the chain of tensor operations (what CUDA
+// runs): the same field, scale, lambdas and entropies, across paths, tile shapes, weights, floor,
+// self-mask and both precisions.
+TEST(DriftField, FusedCpuLoopsEqualTheTensorOperationPath) {
+  for (auto dt : {torch::kDouble, torch::kFloat}) {
+    const double tol = dt == torch::kDouble ? 1e-11 : 2e-5;
+    int variant = 0;
+    for (Path p : {Path::kDense, Path::kTiled})
+      for (bool weights : {false, true})
+        for (bool floor : {false, true}) {
+          SCOPED_TRACE(std::string(path_name(p)) + " weights " + std::to_string(weights) + " floor " +
+                       std::to_string(floor) + (dt == torch::kDouble ? " double" : " float"));
+          Case c = random_case(5, 9, 7, 3, 4, weights, dt, 70 + variant++);
+          FieldOptions o = with_path(p, 3000, 50);  // several tiles, some splitting a problem's rows
+          o.floor = floor;
+          o.floor_value = 1e-3;
+          o.compute_entropy = true;
+          o.fused_cpu_loops = false;
+          FieldResult ref = drift_field(problem_of(c), o);
+          o.fused_cpu_loops = true;
+          FieldResult got = drift_field(problem_of(c), o);
+          const double mag = ref.V.abs().max().item<double>();
+          EXPECT_LE((got.V - ref.V).abs().max().item<double>(), tol * std::max(1.0, mag));
+          EXPECT_NEAR(got.scale, ref.scale, tol * ref.scale);
+          EXPECT_NEAR(got.distances.max, ref.distances.max, tol * ref.distances.max);
+          EXPECT_NEAR(got.distances.nn_mean, ref.distances.nn_mean, tol * ref.distances.nn_mean);
+          for (size_t t = 0; t < ref.lambda.size(); ++t) {
+            EXPECT_NEAR(got.lambda[t], ref.lambda[t], tol * ref.lambda[t]);
+            EXPECT_NEAR(got.entropy[t], ref.entropy[t], tol * std::max(1.0, ref.entropy[t]));
+          }
+        }
+  }
+}
+
+TEST(DriftField, FusedExpMatchesStdExp) {
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -86.0f * static_cast<float>(i) / 200000.0f;
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(cpu::exp_nonpositive(x) - want) / want);
+  }
+  EXPECT_LT(worst, 3e-7);  // a couple of ulp of float
+  EXPECT_EQ(cpu::exp_nonpositive(0.0f), 1.0f);
+  EXPECT_EQ(cpu::exp_nonpositive(-86.5f), 0.0f);
+  EXPECT_EQ(cpu::exp_nonpositive(-std::numeric_limits<float>::infinity()), 0.0f);
 }
 
 TEST(DriftField, TwoDimensionalInputsAreOneProblem) {
