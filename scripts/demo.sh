@@ -3,8 +3,9 @@
 # model, sample from its checkpoint with one forward pass per sample, score the samples against
 # held-out data, and write the pictures.
 #   scripts/demo.sh [TOY] [extra drift_train flags, e.g. --steps=500]
-#   TOY: checkerboard (default; configs/toy2d.flags), swissroll or 8gaussians
-#        (configs/toy2d-TOY.flags)
+#   TOY: checkerboard (default; configs/toy2d.flags), swissroll, 8gaussians, unequal or nested
+#        (configs/toy2d-TOY.flags). Training never sees labels; the held-out reference carries each
+#        point's mode so drift_eval can report mode coverage and mode weights.
 #   DRIFTLAB_DEMO_RANKS=N  training ranks (default: one per core, at most 8; 1: no mpirun)
 # Outputs (RUN = the config's --run_dir, runs/toy2d for the checkerboard):
 #   RUN/samples.png (training picture), RUN/sampled.png (drift_sample),
@@ -12,12 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 toy=checkerboard
-case "${1:-}" in -h|--help) sed -n '2,11p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,13p' "$0"; exit 0 ;; esac
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then toy=$1; shift; fi
 case "$toy" in
   checkerboard) cfg=configs/toy2d.flags ;;
-  swissroll|8gaussians) cfg=configs/toy2d-$toy.flags ;;
-  *) echo "demo.sh: unknown toy '$toy' (expected checkerboard, swissroll or 8gaussians)" >&2; exit 2 ;;
+  swissroll|8gaussians|unequal|nested) cfg=configs/toy2d-$toy.flags ;;
+  *) echo "demo.sh: unknown toy '$toy' (expected checkerboard, swissroll, 8gaussians, unequal or nested)" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
 scripts/build.sh
@@ -26,11 +27,12 @@ run=$(sed -n 's/^--run_dir=//p' "$cfg" | tail -n 1)
 for a in "$@"; do case "$a" in --run_dir=*) run=${a#--run_dir=} ;; esac; done
 labels=(); [ "$toy" = swissroll ] || labels=(--labels)  # labels = mixture component, for mode coverage
 start=$(date +%s)
-if [ ! -d ".cache/data/toy/$toy" ]; then
-  "$bin/drift_data" toy "$toy" --out=".cache/data/toy/$toy" --num=100000 --seed=0 "${labels[@]}"
+# Training data without labels: one drift problem over the whole mixture, as a user's data.
+if [ ! -d ".cache/data/toy/$toy-unlabelled" ]; then
+  "$bin/drift_data" toy "$toy" --out=".cache/data/toy/$toy-unlabelled" --num=100000 --seed=0
 fi
 # 20,000 held-out points from another seed: the floor compares two halves of 10,000.
-held=".cache/data/toy/$toy-heldout-20k"
+held=".cache/data/toy/$toy-heldout-20k-modes"
 if [ ! -d "$held" ]; then
   "$bin/drift_data" toy "$toy" --out="$held" --num=20000 --seed=1 "${labels[@]}"
 fi

@@ -32,6 +32,21 @@ float exp_nonpositive(float x);
 template <typename T>
 void finish_distances(T* d, const TileShape& s, const T* col_term, const T* row_term);
 
+// Distances computed directly, for small D: d_ij = sqrt(sum_k (x_ik - y_jk)^2) with no
+// cancellation; self pairs +inf. x row i of problem g: x[g * x_gstride + i * D]; the targets of
+// problem g transposed: yT[g * D * C + k * C + j] (positives, then negatives).
+template <typename T>
+void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, const T* yT, int64_t D);
+
+// The weighted sums of pass 3 for one temperature, and the raw field: from the affinity rows A
+// (as affinities() wrote them), with S_pos / S_neg their sums over the positive / negative
+// columns, V_i = S_neg sum_{j<P} A_ij y_j - S_pos sum_{j>=P} A_ij y_j, written to
+// V[g * v_gstride + i * D]; adds sum_i ||V_i||^2 to *sq and sum_i ||V_i|| to *norm. y: targets
+// of problem g row-major, y[g * C * D + j * D + k].
+template <typename T>
+void weighted_sums(const T* A, const TileShape& s, int64_t a_gstride, const T* y, int64_t D, T* V, int64_t v_gstride,
+                   double* sq, double* norm);
+
 // Pass-1 statistics of a distance tile (self pairs excluded): adds sum_ij w_j d_ij to *wd_sum,
 // raises *dmax, lowers colmin[g, j], writes rowmin[g, i] and adds sum_i rowmin to *nn_sum.
 // w may be null (all ones).
@@ -46,11 +61,10 @@ void row_col_sums(const T* d, const TileShape& s, T k, const T* rowmin, const T*
 
 // Pass 3 for one temperature: A_ij = exp(half_row_i + half_col_j - k d_ij) (= sqrt(a_row a_col)),
 // floored at floor_a when floor_a > 0, self pairs 0, then times w_j (w may be null). Row i of
-// problem g goes to A[g * a_gstride + i * C]; its sums over the positive and negative columns to
-// spos / sneg[g * o_gstride + i]. With entropy != null, adds each row's entropy of A (before the
-// weights) to *entropy.
+// problem g goes to A[g * a_gstride + i * C]. With entropy != null, adds each row's entropy of A
+// (before the weights) to *entropy.
 template <typename T>
 void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T* half_col, T floor_a, const T* w, T* A,
-                int64_t a_gstride, T* spos, T* sneg, int64_t o_gstride, double* entropy);
+                int64_t a_gstride, double* entropy);
 
 }  // namespace driftlab::drift::cpu

@@ -26,6 +26,9 @@ namespace {
 
 using torch::Tensor;
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Fused CPU loops: up to this feature dimension, distances are summed directly (cheaper than a
+// matrix product of that inner size, and exact); above it, the centred matrix-product form.
+constexpr int64_t kDirectMaxDim = 64;
 
 struct Tile {
   int64_t g0, gb, i0, tn;  // problems [g0, g0+gb), rows [i0, i0+tn)
@@ -173,6 +176,19 @@ class FieldKernel {
     tiles_ = make_tiles(G_, N_, rows_per_tile_);
     fused_ = opt_.fused_cpu_loops && x_.is_cpu();
 
+    if (fused_) {
+      // The fused loops read the targets of a problem as one block, row-major for the weighted
+      // sums and, for direct distances, transposed (column j contiguous for each feature k).
+      direct_ = D_ <= kDirectMaxDim;
+      ycat_ = ws_.get("ycat", G_ * C_ * D_, x_.options()).view({G_, C_, D_});
+      ycat_.narrow(1, 0, P_).copy_(yp_);
+      ycat_.narrow(1, P_, Q_).copy_(yn_);
+      if (direct_) {
+        yT_ = ws_.get("yT", G_ * C_ * D_, x_.options()).view({G_, D_, C_});
+        yT_.copy_(ycat_.transpose(1, 2));
+        return;
+      }
+    }
     // Centering on the mean of the targets (identical on every rank: the targets are gathered)
     // keeps ||x||^2 + ||y||^2 - 2 x.y from cancelling when the data sit far from the origin.
     center_ = ((yp_.sum(1, true) + yn_.sum(1, true)) / static_cast<double>(C_)).contiguous();
@@ -182,6 +198,14 @@ class FieldKernel {
 
   // The distance tile [gb, tn, C] into `out`; self pairs get +inf.
   void compute_distances(const Tile& t, Tensor out) {
+    if (fused_ && direct_) {
+      dispatch([&](auto zero) {
+        using T = decltype(zero);
+        cpu::direct_distances<T>(out.data_ptr<T>(), shape(t, out), x_.data_ptr<T>() + (t.g0 * N_ + t.i0) * D_, N_ * D_,
+                                 yT_.data_ptr<T>() + t.g0 * D_ * C_, D_);
+      });
+      return;
+    }
     Tensor xc = ws_.get("xc", t.gb * t.tn * D_, x_.options()).view({t.gb, t.tn, D_});
     torch::sub_out(xc, x_.narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn), center_.narrow(0, t.g0, t.gb));
     Tensor rowterm = xc.pow(2).sum(-1) + 2 * (xc * center_.narrow(0, t.g0, t.gb)).sum(-1);
@@ -349,6 +373,33 @@ class FieldKernel {
     half_col_ = collse.mul_(-0.5);
   }
 
+  // Pass 3 of one tile with the fused loops: per temperature, the affinity rows, then their
+  // weighted sums straight into V_tau.
+  void fused_fields(const Tile& t, const Tensor& d, const Tensor& A, std::vector<Tensor>& vraw, Tensor& sq, Tensor& nrm,
+                    Tensor& ent) {
+    const auto dopt = x_.options().dtype(torch::kDouble);
+    std::vector<double> h(static_cast<size_t>(T_), 0.0), tsq(h), tnrm(h);
+    const double floor_a = opt_.floor ? std::sqrt(opt_.floor_value) : 0.0;
+    dispatch([&](auto zero) {
+      using T = decltype(zero);
+      const auto s = shape(t, d);
+      const int64_t a_gstride = T_ * t.tn * C_;
+      for (int64_t ti = 0; ti < T_; ++ti) {
+        const size_t i = static_cast<size_t>(ti);
+        T* a = A.data_ptr<T>() + ti * t.tn * C_;
+        cpu::affinities<T>(d.data_ptr<T>(), s, static_cast<T>(k_[ti]), half_row_[ti].data_ptr<T>() + t.g0 * N_ + t.i0,
+                           half_col_[ti].data_ptr<T>() + t.g0 * C_, static_cast<T>(floor_a),
+                           w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr, a, a_gstride,
+                           opt_.compute_entropy ? &h[i] : nullptr);
+        cpu::weighted_sums<T>(a, s, a_gstride, ycat_.data_ptr<T>() + t.g0 * C_ * D_, D_,
+                              vraw[ti].data_ptr<T>() + (t.g0 * N_ + t.i0) * D_, N_ * D_, &tsq[i], &tnrm[i]);
+      }
+    });
+    sq += torch::tensor(tsq, dopt);
+    nrm += torch::tensor(tnrm, dopt);
+    if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+  }
+
   void pass_fields(FieldResult& res) {
     const auto dopt = x_.options().dtype(torch::kDouble);
     // V_tau before normalization; the first becomes the returned V, the others are scratch.
@@ -361,25 +412,11 @@ class FieldKernel {
     for (const Tile& t : tiles_) {
       Tensor d = distances(t, false);
       Tensor A = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).view({t.gb, T_, t.tn, C_});
-      Tensor spos, sneg;  // [gb, T * tn, 1]: row sums of A over the positive / negative columns
       if (fused_) {
-        spos = ws_.get("spos", t.gb * T_ * t.tn, x_.options()).view({t.gb, T_ * t.tn, 1});
-        sneg = ws_.get("sneg", t.gb * T_ * t.tn, x_.options()).view({t.gb, T_ * t.tn, 1});
-        std::vector<double> h(static_cast<size_t>(T_), 0.0);
-        dispatch([&](auto zero) {
-          using T = decltype(zero);
-          const auto s = shape(t, d);
-          for (int64_t ti = 0; ti < T_; ++ti)
-            cpu::affinities<T>(d.data_ptr<T>(), s, static_cast<T>(k_[ti]),
-                               half_row_[ti].data_ptr<T>() + t.g0 * N_ + t.i0, half_col_[ti].data_ptr<T>() + t.g0 * C_,
-                               opt_.floor ? static_cast<T>(floor_a) : T(0),
-                               w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr,
-                               A.data_ptr<T>() + ti * t.tn * C_, T_ * t.tn * C_, spos.data_ptr<T>() + ti * t.tn,
-                               sneg.data_ptr<T>() + ti * t.tn, T_ * t.tn, opt_.compute_entropy ? &h[static_cast<size_t>(ti)] : nullptr);
-        });
-        if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+        fused_fields(t, d, A, vraw, sq, nrm, ent);
+        continue;
       }
-      for (int64_t ti = 0; ti < T_ && !fused_; ++ti) {
+      for (int64_t ti = 0; ti < T_; ++ti) {
         Tensor a = A.select(1, ti);
         Tensor hr = half_row_[ti].narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn).unsqueeze(-1);
         Tensor hc = half_col_[ti].narrow(0, t.g0, t.gb).unsqueeze(1);
@@ -403,7 +440,7 @@ class FieldKernel {
       Tensor neg = ws_.get("neg", out_numel, x_.options()).view({t.gb, T_ * t.tn, D_});
       torch::bmm_out(pos, Ap, yp_.narrow(0, t.g0, t.gb));
       torch::bmm_out(neg, An, yn_.narrow(0, t.g0, t.gb));
-      if (!fused_) spos = Ap.sum(-1, true), sneg = An.sum(-1, true);
+      Tensor spos = Ap.sum(-1, true), sneg = An.sum(-1, true);
       // V_tau = S_neg * sum A_pos y_pos - S_pos * sum A_neg y_neg (the -x terms cancel).
       Tensor v = pos.mul_(sneg).sub_(neg.mul_(spos)).view({t.gb, T_, t.tn, D_});
       Tensor vsq = torch::mul_out(neg, pos, pos).view({t.gb, T_, t.tn, D_}).sum(-1);  // [gb, T, tn]
@@ -442,6 +479,8 @@ class FieldKernel {
   Workspace own_ws_;
   Workspace& ws_;
   Tensor x_, yp_, yn_, w_, wp_, wn_, center_, ynorm_;
+  Tensor ycat_, yT_;  // fused loops: targets [G, C, D] and, for direct distances, [G, D, C]
+  bool direct_ = false;
   int64_t G_ = 0, N_ = 0, D_ = 0, P_ = 0, Q_ = 0, C_ = 0, T_ = 0, off_ = 0, elem_ = 4;
   Path path_ = Path::kDense;
   bool fused_ = false;

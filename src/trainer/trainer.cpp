@@ -576,7 +576,7 @@ int Trainer::run() {
         if (spread_text.empty()) spread_text = name + " " + format_number(v, 3);
         if (v < low) low = v, low_key = name;
       }
-      if (!low_key.empty() && key_order_.size() > 1) spread_text += ", lowest " + low_key + " " + format_number(low, 3);
+      if (!low_key.empty() && low_key != key_order_.front()) spread_text += ", lowest " + low_key + " " + format_number(low, 3);
       spread_sum_.clear();
       const double total_time = phases_.sum();
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);

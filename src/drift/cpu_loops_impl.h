@@ -1,0 +1,316 @@
+// The fused CPU loops (see cpu_loops.h). cpu_loops.cpp includes this file twice, once for the
+// baseline instruction set and once for AVX2 + FMA, each time into its own namespace
+// (DRIFTLAB_CPU_LOOPS_NS), and picks one at run time.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "drift/cpu_loops.h"
+
+// Included twice by cpu_loops.cpp (no include guard), once per instruction set.
+
+namespace driftlab::drift::cpu::DRIFTLAB_CPU_LOOPS_NS {
+namespace detail {
+
+// exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2 / 2 (n rounded to nearest by the 1.5 * 2^23
+// trick, which needs no rounding instruction), a degree-7 polynomial for exp(r) (the classic
+// minimax coefficients for single precision), 2^n built in the exponent bits. Below -86 (exp
+// about 4e-38, next to the smallest normal float) the result is 0: masked pairs have x = -inf,
+// and a subnormal intermediate would cost a microcode assist per lane. Branch-free: the compiler
+// vectorises loops that call it.
+inline float exp_np(float x) {
+  constexpr float kLo = -86.0f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+  const float xc = x < kLo ? kLo : x;
+  const float n = (xc * kLog2e + kRound) - kRound;
+  float r = xc - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) * (1 << 23);
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < kLo ? 0.0f : p * scale;
+}
+
+// x[j] = exp(x[j]) for x[j] <= 0, in place.
+void exp_inplace(float* __restrict x, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) x[j] = exp_np(x[j]);
+}
+void exp_inplace(double* __restrict x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) x[j] = std::exp(x[j]);
+}
+
+// Scratch rows of one thread (C entries each), kept across calls.
+template <typename T>
+T* scratch_rows(int64_t C, int which) {
+  thread_local std::vector<T> buf[3];  // 0, 1: exp rows of pass 2; 2: weighted sums of pass 3
+  auto& b = buf[which];
+  if (static_cast<int64_t>(b.size()) < C) b.resize(static_cast<size_t>(C));
+  return b.data();
+}
+
+constexpr int64_t kEntriesPerChunk = 1 << 14;
+
+int64_t grain(const TileShape& s) { return std::max<int64_t>(1, kEntriesPerChunk / std::max<int64_t>(s.C, 1)); }
+
+// Per-thread accumulators: at::parallel_for runs each chunk on one pool thread, so a thread's
+// slot is never written concurrently. Combined in a fixed order afterwards.
+template <typename T>
+struct PerThread {
+  explicit PerThread(int64_t n, T init) : size(n), data(static_cast<size_t>(threads() * n), init) {}
+  static int64_t threads() { return std::max<int64_t>(1, at::get_num_threads()); }
+  T* mine() { return data.data() + at::get_thread_num() * size; }
+  int64_t size;
+  std::vector<T> data;
+};
+
+}  // namespace detail
+using namespace detail;
+
+float exp_nonpositive(float x) { return exp_np(x); }
+
+template <typename T>
+void finish_distances(T* d, const TileShape& s, const T* col_term, const T* row_term) {
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      T* row = d + g * s.d_gstride + i * s.C;
+      const T* ct = col_term + g * s.C;
+      const T rt = row_term[g * s.tn + i];
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) {
+        const T v = row[j] + ct[j] + rt;
+        row[j] = std::sqrt(v > T(0) ? v : T(0));
+      }
+      if (s.mask) row[s.self_col0 + i] = std::numeric_limits<T>::infinity();
+    }
+  });
+}
+
+template <typename T>
+void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, const T* yT, int64_t D) {
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      T* __restrict row = d + g * s.d_gstride + i * s.C;
+      const T* xi = x + g * x_gstride + i * D;
+      const T* yg = yT + g * D * s.C;
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) row[j] = 0;
+      for (int64_t k = 0; k < D; ++k) {
+        const T xk = xi[k];
+        const T* __restrict yk = yg + k * s.C;
+#pragma omp simd
+        for (int64_t j = 0; j < s.C; ++j) {
+          const T diff = xk - yk[j];
+          row[j] += diff * diff;
+        }
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) row[j] = std::sqrt(row[j]);
+      if (s.mask) row[s.self_col0 + i] = std::numeric_limits<T>::infinity();
+    }
+  });
+}
+
+template <typename T>
+void weighted_sums(const T* A, const TileShape& s, int64_t a_gstride, const T* y, int64_t D, T* V, int64_t v_gstride,
+                   double* sq, double* norm) {
+  PerThread<double> acc(2, 0.0);
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    T* __restrict vp = scratch_rows<T>(2 * D, 2);
+    T* __restrict vn = vp + D;
+    double* a2 = acc.mine();
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      const T* a = A + g * a_gstride + i * s.C;
+      const T* yg = y + g * s.C * D;
+#pragma omp simd
+      for (int64_t k = 0; k < 2 * D; ++k) vp[k] = 0;
+      // The row sums in plain column order, the same for both blocks: positives equal to the
+      // negatives then give exactly V = 0 (the thermostat), whatever the vector alignment.
+      T sp = 0, sn = 0;
+      for (int64_t j = 0; j < s.P; ++j) {
+        const T aj = a[j];
+        const T* __restrict yj = yg + j * D;
+        sp += aj;
+#pragma omp simd
+        for (int64_t k = 0; k < D; ++k) vp[k] += aj * yj[k];
+      }
+      for (int64_t j = s.P; j < s.C; ++j) {
+        const T aj = a[j];
+        const T* __restrict yj = yg + j * D;
+        sn += aj;
+#pragma omp simd
+        for (int64_t k = 0; k < D; ++k) vn[k] += aj * yj[k];
+      }
+      T* __restrict v = V + g * v_gstride + i * D;
+      T vsq = 0;
+#pragma omp simd reduction(+ : vsq)
+      for (int64_t k = 0; k < D; ++k) {
+        // S_neg vp - S_pos vn (the -x terms of the mean shifts cancel), written so that a fused
+        // multiply-add still gives exactly 0 when the two blocks are equal.
+        v[k] = sn * (vp[k] - vn[k]) + (sn - sp) * vn[k];
+        vsq += v[k] * v[k];
+      }
+      a2[0] += static_cast<double>(vsq);
+      a2[1] += std::sqrt(static_cast<double>(vsq));
+    }
+  });
+  for (int64_t t = 0; t < acc.threads(); ++t) {
+    *sq += acc.data[static_cast<size_t>(2 * t)];
+    *norm += acc.data[static_cast<size_t>(2 * t + 1)];
+  }
+}
+
+template <typename T>
+void distance_stats(const T* d, const TileShape& s, const T* w, double* wd_sum, double* dmax, T* colmin, T* rowmin,
+                    double* nn_sum) {
+  const T inf = std::numeric_limits<T>::infinity();
+  PerThread<T> cmin(s.gb * s.C, inf);
+  PerThread<double> acc(3, 0.0);  // weighted sum, max, sum of row minima
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    T* cm = cmin.mine();
+    double* a = acc.mine();
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      const T* row = d + g * s.d_gstride + i * s.C;
+      const T* wg = w ? w + g * s.C : nullptr;
+      T* cmg = cm + g * s.C;
+      const int64_t self = s.mask ? s.self_col0 + i : -1;
+      T sum = 0, mx = 0, mn = inf;
+      if (wg) {
+#pragma omp simd reduction(+ : sum) reduction(max : mx) reduction(min : mn)
+        for (int64_t j = 0; j < s.C; ++j) {
+          const T v = row[j];
+          const T kept = j == self ? T(0) : v;  // the self pair (+inf) takes no part in sum and max
+          sum += kept * wg[j];
+          mx = kept > mx ? kept : mx;
+          mn = v < mn ? v : mn;
+          cmg[j] = v < cmg[j] ? v : cmg[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : sum) reduction(max : mx) reduction(min : mn)
+        for (int64_t j = 0; j < s.C; ++j) {
+          const T v = row[j];
+          const T kept = j == self ? T(0) : v;
+          sum += kept;
+          mx = kept > mx ? kept : mx;
+          mn = v < mn ? v : mn;
+          cmg[j] = v < cmg[j] ? v : cmg[j];
+        }
+      }
+      rowmin[g * s.r_gstride + i] = mn;
+      a[0] += static_cast<double>(sum);
+      a[1] = std::max(a[1], static_cast<double>(mx));
+      a[2] += static_cast<double>(mn);
+    }
+  });
+  for (int64_t t = 0; t < cmin.threads(); ++t) {
+    const T* cm = cmin.data.data() + t * cmin.size;
+    for (int64_t q = 0; q < cmin.size; ++q) colmin[q] = std::min(colmin[q], cm[q]);
+    const double* a = acc.data.data() + t * 3;
+    *wd_sum += a[0];
+    *dmax = std::max(*dmax, a[1]);
+    *nn_sum += a[2];
+  }
+}
+
+template <typename T>
+void row_col_sums(const T* d, const TileShape& s, T k, const T* rowmin, const T* colmin, T* rowlse, T* colsum) {
+  PerThread<T> csum(s.gb * s.C, T(0));
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    T* cs = csum.mine();
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      const T* row = d + g * s.d_gstride + i * s.C;
+      const T* cm = colmin + g * s.C;
+      T* csg = cs + g * s.C;
+      const T rm = rowmin[g * s.r_gstride + i];
+      T* __restrict er = scratch_rows<T>(s.C, 0);
+      T* __restrict ec = scratch_rows<T>(s.C, 1);
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) {
+        er[j] = k * (rm - row[j]);     // row: shifted by the row's largest logit -k rowmin
+        ec[j] = k * (cm[j] - row[j]);  // column: shifted by the column's largest logit
+      }
+      exp_inplace(er, s.C);
+      exp_inplace(ec, s.C);
+      T rs = 0;
+#pragma omp simd reduction(+ : rs)
+      for (int64_t j = 0; j < s.C; ++j) {
+        rs += er[j];
+        csg[j] += ec[j];
+      }
+      rowlse[g * s.r_gstride + i] = std::log(rs) - k * rm;
+    }
+  });
+  for (int64_t t = 0; t < csum.threads(); ++t) {
+    const T* cs = csum.data.data() + t * csum.size;
+    for (int64_t q = 0; q < csum.size; ++q) colsum[q] += cs[q];
+  }
+}
+
+template <typename T>
+void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T* half_col, T floor_a, const T* w, T* A,
+                int64_t a_gstride, double* entropy) {
+  PerThread<double> ent(1, 0.0);
+  at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t g = r / s.tn, i = r % s.tn;
+      const T* row = d + g * s.d_gstride + i * s.C;
+      const T* hc = half_col + g * s.C;
+      const T* wg = w ? w + g * s.C : nullptr;
+      const T hr = half_row[g * s.r_gstride + i];
+      T* __restrict a = A + g * a_gstride + i * s.C;
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) a[j] = (hr + hc[j]) - k * row[j];
+      exp_inplace(a, s.C);
+#pragma omp simd
+      for (int64_t j = 0; j < s.C; ++j) a[j] = a[j] > floor_a ? a[j] : floor_a;  // floor_a = 0: no floor
+      if (s.mask) a[s.self_col0 + i] = 0;
+      if (entropy) {
+        T sum = 0, xlogx = 0;
+        for (int64_t j = 0; j < s.C; ++j) {
+          sum += a[j];
+          if (a[j] > 0) xlogx += a[j] * std::log(a[j]);
+        }
+        ent.mine()[0] += static_cast<double>(std::log(sum) - xlogx / sum);
+      }
+      if (wg) {
+#pragma omp simd
+        for (int64_t j = 0; j < s.C; ++j) a[j] *= wg[j];
+      }
+    }
+  });
+  if (entropy)
+    for (int64_t t = 0; t < ent.threads(); ++t) *entropy += ent.data[static_cast<size_t>(t)];
+}
+
+#ifndef DRIFTLAB_CPU_LOOPS
+#define DRIFTLAB_CPU_LOOPS(T)                                                                                       \
+  template void finish_distances<T>(T*, const TileShape&, const T*, const T*);                                    \
+  template void direct_distances<T>(T*, const TileShape&, const T*, int64_t, const T*, int64_t);                   \
+  template void weighted_sums<T>(const T*, const TileShape&, int64_t, const T*, int64_t, T*, int64_t, double*,     \
+                                 double*);                                                                         \
+  template void distance_stats<T>(const T*, const TileShape&, const T*, double*, double*, T*, T*, double*);       \
+  template void row_col_sums<T>(const T*, const TileShape&, T, const T*, const T*, T*, T*);                       \
+  template void affinities<T>(const T*, const TileShape&, T, const T*, const T*, T, const T*, T*, int64_t, double*);
+#endif
+DRIFTLAB_CPU_LOOPS(float)
+DRIFTLAB_CPU_LOOPS(double)
+
+}  // namespace driftlab::drift::cpu::DRIFTLAB_CPU_LOOPS_NS
