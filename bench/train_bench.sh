@@ -3,14 +3,17 @@
 # on 1 and on 2 ranks and reports, from the second window of S steps (the first one holds the
 # warm-up), samples/s, the ratio to 1 rank, and the share of step time in each phase that
 # drift_train measures (metrics.jsonl time_share/*).
-#   bench/train_bench.sh [S=20] [config ...]      default configs: configs/toy2d.flags configs/mnist.flags
+#   bench/train_bench.sh [S=20] [config[@flag,flag...] ...]
+#   default: configs/toy2d.flags configs/mnist.flags and MNIST with every key of the paper
+#   (configs/mnist.flags@--keys_per_location=true,--keys_patch=true: the "keys-on" row)
 # Needs the data sets and encoder of those configs (scripts/demo.sh and scripts/mnist.sh make them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-20}
 shift || true
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(configs/toy2d.flags configs/mnist.flags)
+[ ${#configs[@]} -gt 0 ] ||
+  configs=(configs/toy2d.flags configs/mnist.flags "configs/mnist.flags@--keys_per_location=true,--keys_patch=true")
 case "$steps" in ''|*[!0-9]*) echo "train_bench: S must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
 bin=build/bin
 [ -x "$bin/drift_train" ] || { echo "train_bench: $bin/drift_train missing; build first (scripts/build.sh)" >&2; exit 1; }
@@ -22,18 +25,25 @@ cores=$(nproc)
 # value of "key" in a one-line JSON object
 field() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" <<<"$1"; }
 
-printf '%-22s %5s %8s %12s %8s' config ranks threads samples/s vs_1rank
+printf '%-26s %5s %8s %12s %8s' config ranks threads samples/s vs_1rank
 phases=(data generator encoder communication drift backward optimizer)
 for p in "${phases[@]}"; do printf ' %13s' "$p"; done
 printf '\n'
-for cfg in "${configs[@]}"; do
+for entry in "${configs[@]}"; do
+  cfg=${entry%%@*}
+  extra=()
+  label=$(basename "$cfg")
+  if [ "$entry" != "$cfg" ]; then
+    IFS=, read -r -a extra <<<"${entry#*@}"
+    case "$entry" in *keys*) label="$label+keys" ;; *) label="$label+flags" ;; esac
+  fi
   [ -f "$cfg" ] || { echo "train_bench: config $cfg not found" >&2; exit 2; }
   base=""
   for w in 1 2; do
-    run="$tmp/$(basename "$cfg" .flags)-w$w"
+    run="$tmp/$label-w$w"
     threads=$(( cores / w )); [ "$threads" -ge 1 ] || threads=1
     args=(--flagfile="$cfg" --run_dir="$run" --steps=$((2 * steps)) --log_every="$steps" --image_every=0
-          --ckpt_every=1000000000 --threads="$threads")
+          --ckpt_every=1000000000 --threads="$threads" "${extra[@]}")
     if [ "$w" -eq 1 ]; then cmd=("$bin/drift_train" "${args[@]}")
     else cmd=(mpirun -np "$w" --oversubscribe --bind-to none "$bin/drift_train" "${args[@]}"); fi
     if ! "${cmd[@]}" >"$run.log" 2>&1; then
@@ -42,7 +52,7 @@ for cfg in "${configs[@]}"; do
     row=$(tail -n 1 "$run/metrics.jsonl")
     sps=$(field "$row" samples_per_s)
     [ -n "$base" ] || base=$sps
-    printf '%-22s %5d %8d %12.1f %7.2fx' "$(basename "$cfg")" "$w" "$threads" "$sps" "$(awk -v a="$sps" -v b="$base" 'BEGIN{print a/b}')"
+    printf '%-26s %5d %8d %12.1f %7.2fx' "$label" "$w" "$threads" "$sps" "$(awk -v a="$sps" -v b="$base" 'BEGIN{print a/b}')"
     for p in "${phases[@]}"; do
       v=$(field "$row" "time_share\\/$p"); printf ' %12.1f%%' "$(awk -v x="${v:-0}" 'BEGIN{print 100*x}')"
     done

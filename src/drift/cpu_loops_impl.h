@@ -129,45 +129,54 @@ void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, c
 template <typename T>
 void weighted_sums(const T* A, const TileShape& s, int64_t a_gstride, const T* y, int64_t D, T* V, int64_t v_gstride,
                    double* sq, double* norm) {
+  // Rows are taken kBlock at a time (of one problem): each target row y_j is loaded once for
+  // the block, and the block's accumulators form independent chains instead of one.
+  constexpr int64_t kBlock = 4;
   PerThread<double> acc(2, 0.0);
   at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
-    T* __restrict vp = scratch_rows<T>(2 * D, 2);
-    T* __restrict vn = vp + D;
+    T* __restrict vsum = scratch_rows<T>(kBlock * 2 * D, 2);  // row q: [q * 2D, q * 2D + D) pos, then neg
     double* a2 = acc.mine();
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t g = r / s.tn, i = r % s.tn;
-      const T* a = A + g * a_gstride + i * s.C;
+    for (int64_t r = b; r < e;) {
+      const int64_t g = r / s.tn, i0 = r % s.tn;
+      const int64_t nb = std::min(std::min(kBlock, e - r), s.tn - i0);
       const T* yg = y + g * s.C * D;
+      const T* arow[kBlock];
+      for (int64_t q = 0; q < nb; ++q) arow[q] = A + g * a_gstride + (i0 + q) * s.C;
 #pragma omp simd
-      for (int64_t k = 0; k < 2 * D; ++k) vp[k] = 0;
+      for (int64_t k = 0; k < nb * 2 * D; ++k) vsum[k] = 0;
       // The row sums in plain column order, the same for both blocks: positives equal to the
       // negatives then give exactly V = 0 (the thermostat), whatever the vector alignment.
-      T sp = 0, sn = 0;
-      for (int64_t j = 0; j < s.P; ++j) {
-        const T aj = a[j];
-        const T* __restrict yj = yg + j * D;
-        sp += aj;
+      T rs[kBlock][2] = {};
+      for (int half = 0; half < 2; ++half) {
+        const int64_t j0 = half ? s.P : 0, j1 = half ? s.C : s.P;
+        for (int64_t j = j0; j < j1; ++j) {
+          const T* __restrict yj = yg + j * D;
+          for (int64_t q = 0; q < nb; ++q) {
+            const T aj = arow[q][j];
+            rs[q][half] += aj;
+            T* __restrict out = vsum + q * 2 * D + half * D;
 #pragma omp simd
-        for (int64_t k = 0; k < D; ++k) vp[k] += aj * yj[k];
+            for (int64_t k = 0; k < D; ++k) out[k] += aj * yj[k];
+          }
+        }
       }
-      for (int64_t j = s.P; j < s.C; ++j) {
-        const T aj = a[j];
-        const T* __restrict yj = yg + j * D;
-        sn += aj;
-#pragma omp simd
-        for (int64_t k = 0; k < D; ++k) vn[k] += aj * yj[k];
-      }
-      T* __restrict v = V + g * v_gstride + i * D;
-      T vsq = 0;
+      for (int64_t q = 0; q < nb; ++q) {
+        const T sp = rs[q][0], sn = rs[q][1];
+        const T* vp = vsum + q * 2 * D;
+        const T* vn = vp + D;
+        T* __restrict v = V + g * v_gstride + (i0 + q) * D;
+        T vsq = 0;
 #pragma omp simd reduction(+ : vsq)
-      for (int64_t k = 0; k < D; ++k) {
-        // S_neg vp - S_pos vn (the -x terms of the mean shifts cancel), written so that a fused
-        // multiply-add still gives exactly 0 when the two blocks are equal.
-        v[k] = sn * (vp[k] - vn[k]) + (sn - sp) * vn[k];
-        vsq += v[k] * v[k];
+        for (int64_t k = 0; k < D; ++k) {
+          // S_neg vp - S_pos vn (the -x terms of the mean shifts cancel), written so that a fused
+          // multiply-add still gives exactly 0 when the two blocks are equal.
+          v[k] = sn * (vp[k] - vn[k]) + (sn - sp) * vn[k];
+          vsq += v[k] * v[k];
+        }
+        a2[0] += static_cast<double>(vsq);
+        a2[1] += std::sqrt(static_cast<double>(vsq));
       }
-      a2[0] += static_cast<double>(vsq);
-      a2[1] += std::sqrt(static_cast<double>(vsq));
+      r += nb;
     }
   });
   for (int64_t t = 0; t < acc.threads(); ++t) {

@@ -39,7 +39,7 @@ for cfg in "$root"/configs/*.flags; do
   overrides=()
   case "$name" in
     toy2d*)
-      toy=$(sed -n 's#^--data=.*/toy/\(.*\)$#\1#p' "$cfg")
+      toy=$(sed -n 's#^--data=.*/toy/\(.*\)$#\1#p' "$cfg"); toy=${toy%-unlabelled}
       "$bin/drift_data" toy "$toy" --out="$work/$toy" --num=5000 --progress=false >/dev/null
       overrides=(--data="$work/$toy") ;;
     mnist|fashion-mnist)
