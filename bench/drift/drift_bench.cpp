@@ -29,6 +29,7 @@ DEFINE_bool(baseline, true, "time the baseline (off: only the drift paths, speed
 DEFINE_int64(memory_n, 16384, "N = P = Q of the dense-vs-tiled peak-memory measurement (D=256); 0 skips it");
 DEFINE_string(memory_paths, "tiled,dense", "paths whose peak memory is measured (comma-separated: tiled, dense)");
 DEFINE_int64(tile_mb, 10, "tile budget of the tiled path in MiB (FieldOptions::tile_bytes)");
+DEFINE_bool(fused, true, "the field's fused CPU loops (false: its chain of tensor operations, what CUDA runs)");
 DEFINE_int64(dense_tile_elems, 1 << 18, "matrix entries per tile of the dense path's passes (FieldOptions::dense_tile_elems)");
 
 namespace {
@@ -145,6 +146,7 @@ void time_shape(const Shape& s, const std::vector<double>& taus, double peak, in
   p.x = x, p.y_pos = yp, p.y_neg = yn;
   drift::FieldOptions o;
   o.taus = taus;
+  o.fused_cpu_loops = FLAGS_fused;
   o.tile_bytes = FLAGS_tile_mb << 20;
   o.dense_tile_elems = FLAGS_dense_tile_elems;
   Tensor v_base, v_dense, v_tiled;
@@ -198,6 +200,7 @@ void memory_run(int64_t n) {
       continue;
     drift::FieldOptions o;
     o.path = path;
+    o.fused_cpu_loops = FLAGS_fused;
     o.tile_bytes = FLAGS_tile_mb << 20;
     g_peak = g_current.load();
     const int64_t before = g_current.load();

@@ -26,9 +26,12 @@ namespace {
 
 using torch::Tensor;
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Fused CPU loops: up to this feature dimension, distances are summed directly (cheaper than a
-// matrix product of that inner size, and exact); above it, the centred matrix-product form.
+// Fused CPU loops: distances are summed directly (exact, and cheaper than a matrix product for
+// small problems, whose per-call overhead dominates) up to this feature dimension, for problems
+// of at most kDirectMaxEntries row x column pairs (any size when D <= 8); otherwise the centred
+// matrix-product form.
 constexpr int64_t kDirectMaxDim = 64;
+constexpr int64_t kDirectMaxEntries = int64_t(1) << 16;
 
 struct Tile {
   int64_t g0, gb, i0, tn;  // problems [g0, g0+gb), rows [i0, i0+tn)
@@ -177,13 +180,14 @@ class FieldKernel {
     fused_ = opt_.fused_cpu_loops && x_.is_cpu();
 
     if (fused_) {
-      // The fused loops read the targets of a problem as one block, row-major for the weighted
-      // sums and, for direct distances, transposed (column j contiguous for each feature k).
-      direct_ = D_ <= kDirectMaxDim;
-      ycat_ = ws_.get("ycat", G_ * C_ * D_, x_.options()).view({G_, C_, D_});
-      ycat_.narrow(1, 0, P_).copy_(yp_);
-      ycat_.narrow(1, P_, Q_).copy_(yn_);
+      // Small problems (direct_) get distances and weighted sums in the fused loops too, reading
+      // the targets of a problem as one block: row-major for the weighted sums, transposed for the
+      // distances (column j contiguous for each feature k). Large ones keep the matrix products.
+      direct_ = D_ <= kDirectMaxDim && (D_ <= 8 || N_ * C_ <= kDirectMaxEntries);
       if (direct_) {
+        ycat_ = ws_.get("ycat", G_ * C_ * D_, x_.options()).view({G_, C_, D_});
+        ycat_.narrow(1, 0, P_).copy_(yp_);
+        ycat_.narrow(1, P_, Q_).copy_(yn_);
         yT_ = ws_.get("yT", G_ * C_ * D_, x_.options()).view({G_, D_, C_});
         yT_.copy_(ycat_.transpose(1, 2));
         return;
@@ -373,9 +377,10 @@ class FieldKernel {
     half_col_ = collse.mul_(-0.5);
   }
 
-  // Pass 3 of one tile with the fused loops: per temperature, the affinity rows, then their
-  // weighted sums straight into V_tau.
-  void fused_fields(const Tile& t, const Tensor& d, const Tensor& A, std::vector<Tensor>& vraw, Tensor& sq, Tensor& nrm,
+  // Pass 3 of one tile with the fused loops: per temperature, the affinity rows into A and, for
+  // small problems (direct_), their weighted sums straight into V_tau (returns true); large ones
+  // leave A to the batched matrix products of the tensor path (returns false).
+  bool fused_fields(const Tile& t, const Tensor& d, const Tensor& A, std::vector<Tensor>& vraw, Tensor& sq, Tensor& nrm,
                     Tensor& ent) {
     const auto dopt = x_.options().dtype(torch::kDouble);
     std::vector<double> h(static_cast<size_t>(T_), 0.0), tsq(h), tnrm(h);
@@ -391,13 +396,16 @@ class FieldKernel {
                            half_col_[ti].data_ptr<T>() + t.g0 * C_, static_cast<T>(floor_a),
                            w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr, a, a_gstride,
                            opt_.compute_entropy ? &h[i] : nullptr);
-        cpu::weighted_sums<T>(a, s, a_gstride, ycat_.data_ptr<T>() + t.g0 * C_ * D_, D_,
-                              vraw[ti].data_ptr<T>() + (t.g0 * N_ + t.i0) * D_, N_ * D_, &tsq[i], &tnrm[i]);
+        if (direct_)
+          cpu::weighted_sums<T>(a, s, a_gstride, ycat_.data_ptr<T>() + t.g0 * C_ * D_, D_,
+                                vraw[ti].data_ptr<T>() + (t.g0 * N_ + t.i0) * D_, N_ * D_, &tsq[i], &tnrm[i]);
       }
     });
+    if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+    if (!direct_) return false;
     sq += torch::tensor(tsq, dopt);
     nrm += torch::tensor(tnrm, dopt);
-    if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+    return true;
   }
 
   void pass_fields(FieldResult& res) {
@@ -412,11 +420,8 @@ class FieldKernel {
     for (const Tile& t : tiles_) {
       Tensor d = distances(t, false);
       Tensor A = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).view({t.gb, T_, t.tn, C_});
-      if (fused_) {
-        fused_fields(t, d, A, vraw, sq, nrm, ent);
-        continue;
-      }
-      for (int64_t ti = 0; ti < T_; ++ti) {
+      if (fused_ && fused_fields(t, d, A, vraw, sq, nrm, ent)) continue;
+      for (int64_t ti = 0; ti < T_ && !fused_; ++ti) {
         Tensor a = A.select(1, ti);
         Tensor hr = half_row_[ti].narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn).unsqueeze(-1);
         Tensor hc = half_col_[ti].narrow(0, t.g0, t.gb).unsqueeze(1);
