@@ -104,10 +104,9 @@ std::string format_number(double v, int precision) {
 }
 
 std::string join(const std::vector<double>& v, int precision = 3) {
-  std::ostringstream os;
-  os.precision(precision);
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? " " : "") << v[i];
-  return os.str();
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + format_number(v[i], precision);
+  return out;
 }
 
 // Rows of every rank gathered (rank order) and put back in class-major order: the gathered

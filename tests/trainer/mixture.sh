@@ -7,7 +7,7 @@
 # short run: the samples are on their modes in the right proportions but not yet sharp; measured
 # 1.3 points and 18x). The recipe before issue 15 (one temperature, AdamW beta2 0.95, gradient
 # clipping at 2, cosine decay) put every sample on one mode here (a 95-point gap, 6820x).
-#   tests/trainer/mixture.sh BIN_DIR PROJECT_DIR
+#   tests/trainer/mixture.sh BIN_DIR PROJECT_DIR    (KEEP=1 keeps the work folder for a look)
 set -euo pipefail
 bin=$1 project=$2
 work=$(mktemp -d /tmp/driftlab_mixture.XXXXXX)
