@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the "Flags of every binary" section of README.md from the binaries' own --help
-# (the section between the FLAGS-BEGIN / FLAGS-END markers), so the README cannot drift from the
+# Regenerates the per-binary flags reference in docs/flags.md from the binaries' own --help
+# (the part between the FLAGS-BEGIN / FLAGS-END markers), so the reference cannot drift from the
 # code. Usage: scripts/flags-reference.sh [BIN_DIR]   (default build/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +22,11 @@ out=$(mktemp)
 python3 - "$out" <<'PY'
 import re, sys
 gen = open(sys.argv[1]).read().rstrip("\n")
-readme = open("README.md").read()
+doc = open("docs/flags.md").read()
 pat = re.compile(r"<!-- FLAGS-BEGIN.*?<!-- FLAGS-END -->", re.S)
-if not pat.search(readme):
-    sys.exit("flags-reference: README.md has no FLAGS-BEGIN/FLAGS-END markers")
-open("README.md", "w").write(pat.sub(lambda m: gen, readme))
+if not pat.search(doc):
+    sys.exit("flags-reference: docs/flags.md has no FLAGS-BEGIN/FLAGS-END markers")
+open("docs/flags.md", "w").write(pat.sub(lambda m: gen, doc))
 PY
 rm -f "$out"
-echo "flags-reference: README.md updated"
+echo "flags-reference: docs/flags.md updated"

@@ -1,6 +1,6 @@
 // The shard format: what a data set is, and how stored values map to what the trainer sees.
 //
-// A data set is a folder of HDF5 files `shard-KKKKK-of-NNNNN.h5` (README, 'Data sets' has the full
+// A data set is a folder of HDF5 files `shard-KKKKK-of-NNNNN.h5` (docs/formats.md has the full
 // layout). Each shard holds
 //   /data    uint8 [n, H, W, C] (kind "image") or float32 [n, ...] (kinds "points", "tensor"),
 //            chunked along n, Fletcher-32 checksummed (optionally deflate-compressed);

@@ -9,7 +9,7 @@
 //   positives:     S*P rows, slot-major: rows [j*P, (j+1)*P) are real samples of class c_j
 //                  (c_j = kAnyClass draws from the whole data set: unconditional training);
 //   unconditional: S*U rows, slot-major: rows [j*U, (j+1)*U) are drawn from the whole data set
-//                  (the CFG negatives of slot j, DRIFTING.md section 4).
+//                  (the CFG negatives of slot j, docs/DRIFTING.md section 4).
 // Slot j's positives use the draw rng::Key{seed, kData, t, 2j}, its unconditional samples
 // Key{seed, kData, t, 2j+1}. Within one slot the positives are distinct when the class has at
 // least P samples (otherwise drawn with replacement); unconditional samples are drawn with

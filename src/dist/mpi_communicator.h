@@ -40,7 +40,7 @@ class MpiCommunicator final : public Communicator {
   // every rank). MPI allocates a temporary buffer of the message size for each reduction, and
   // glibc serves blocks of 32 MiB and more with a fresh mmap each time, whose page faults cost
   // far more than the transfer (dist_bench: a 32 MiB all-reduce 17x slower unchunked; figures in
-  // README, 'Distributed runtime'). Smaller blocks are reused from the heap.
+  // README, 'Measured figures'). Smaller blocks are reused from the heap.
   static constexpr int64_t kDefaultReduceChunkBytes = int64_t{16} << 20;
   void set_reduce_chunk_bytes(int64_t bytes);
   int64_t reduce_chunk_bytes() const { return reduce_chunk_bytes_; }

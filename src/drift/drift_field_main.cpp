@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
   return driftlab::run_tool(
       argc, argv,
       "drift_field: compute the drifting field V of generated samples x toward positives and away from\n"
-      "negatives (DRIFTING.md), print its statistics, write V, and draw it for 2-D data.\n"
+      "negatives (docs/DRIFTING.md), print its statistics, write V, and draw it for 2-D data.\n"
       "Usage: drift_field --x=gen.csv --pos=real.csv [--neg=extra.csv] [--out=V.csv] [--png=drift.png]",
       run);
 }

@@ -1,5 +1,5 @@
-// Feature keys and the total loss (DRIFTING.md sections 3 and 4): turn encoder feature maps and
-// raw generator outputs, grouped by class, into drift problem sets, and sum their losses.
+// Feature keys and the total loss (docs/DRIFTING.md sections 3 and 4): turn encoder feature maps
+// and raw generator outputs, grouped by class, into drift problem sets, and sum their losses.
 //
 // Layout convention (class-major): rows [k*m, (k+1)*m) of a batch belong to class k. With K
 // classes, this rank's generated batch has K*n rows, the gathered generated batch K*N rows (in

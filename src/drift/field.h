@@ -1,4 +1,4 @@
-// The drifting field of DRIFTING.md sections 2, 5 and 6: affinities, multi-temperature field,
+// The drifting field of docs/DRIFTING.md sections 2, 5 and 6: affinities, multi-temperature field,
 // regression loss; dense, tiled two-pass and distributed forms with one result.
 //
 // Pure tensor code (no I/O, no MPI): every tensor op follows the device and dtype of `x`, so the

@@ -1,6 +1,6 @@
 // The only collectives the drifting field needs: in-place all-reduce SUM and MAX on tensors.
 //
-// src/drift stays pure tensor code: the distributed form (DRIFTING.md section 5) is written
+// src/drift stays pure tensor code: the distributed form (docs/DRIFTING.md section 5) is written
 // against this interface. LocalReducer is the world of one; tests use a fake that splits rows
 // into W parts inside one process; src/dist adapts its MPI/NCCL Communicator to it.
 #pragma once

@@ -1,5 +1,5 @@
 // Feature encoders phi: samples -> the list of feature maps in which the drift is computed
-// (DRIFTING.md section 3). Used at training time only; frozen (parameters get no gradient) but
+// (docs/DRIFTING.md section 3). Used at training time only; frozen (parameters get no gradient) but
 // differentiable with respect to the input, so the drift loss reaches the generator through them.
 // Turning the maps into drift keys (per location, mean/std, patch stats) is src/drift's job.
 //   identity     returns the input itself: the raw keys for vectors and 2-D toys.

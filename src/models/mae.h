@@ -1,5 +1,6 @@
-// MAE pretraining of the multi-scale ResNet encoder (DRIFTING.md: the drift needs a feature space;
-// no pretrained weights can be downloaded here, so we pretrain our own on the data set).
+// MAE pretraining of the multi-scale ResNet encoder (docs/DRIFTING.md section 3: the drift needs a
+// feature space; no pretrained weights can be downloaded here, so we pretrain our own on the data
+// set).
 // Random 2x2 patches of the input are zeroed with probability 0.5 (counter RNG, stream kMask, so a
 // mask depends only on (seed, step, sample)); a light decoder reads the encoder's stage outputs and
 // reconstructs the image; the loss is the mean squared error over the masked pixels only. AdamW,

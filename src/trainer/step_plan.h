@@ -1,6 +1,7 @@
 // What one training step works on, as pure functions of (seed, step): which classes, which
 // guidance scale per class, and which rows of the global batch each rank owns. Every rank
-// computes the same plan, whatever the world size (ARCHITECTURE.md, world-size invariance).
+// computes the same plan, whatever the world size (docs/ARCHITECTURE.md, 'World-size
+// invariance').
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,7 @@ StepPlan plan_step(uint64_t seed, uint64_t step, int64_t num_classes, int64_t cl
 // Inverse CDF of the density proportional to a^-k on [1, a_max] at u in (0, 1).
 double alpha_from_uniform(double u, double a_max, double k);
 
-// CFG weight of each unconditional negative (DRIFTING.md section 4):
+// CFG weight of each unconditional negative (docs/DRIFTING.md section 4):
 // w_unc = (alpha - 1) * (n_neg - 1) / n_unc; 0 when there are no unconditional samples.
 double unconditional_weight(double alpha, int64_t n_neg, int64_t n_unc);
 

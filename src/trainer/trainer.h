@@ -1,5 +1,6 @@
-// The drifting trainer (drift_train): the step of ARCHITECTURE.md on every rank, sharded
-// checkpoints, resume, metrics and pictures. Single process is a world of one: same code path.
+// The drifting trainer (drift_train): the step of docs/ARCHITECTURE.md ('One training step') on
+// every rank, sharded checkpoints, resume, metrics and pictures. Single process is a world of
+// one: same code path.
 //
 //   global step RNG -> classes, alpha, noise ──► generator (this rank's rows)
 //   data shards ──► positives / unconditional negatives (this rank's slice) ──► encoder (no grad)

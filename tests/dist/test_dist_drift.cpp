@@ -1,6 +1,6 @@
 // The distributed drift field on the real MPI communicator equals the single-process field on
-// the concatenated batch (DRIFTING.md section 5), and a data-parallel step through the field and
-// the gradient buckets reproduces the single-process gradient of a small generator.
+// the concatenated batch (docs/DRIFTING.md section 5), and a data-parallel step through the field
+// and the gradient buckets reproduces the single-process gradient of a small generator.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

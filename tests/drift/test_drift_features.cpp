@@ -1,5 +1,5 @@
-// Tests of the feature keys (DRIFTING.md section 3), the total loss, the CFG weights (section 4)
-// and the drift_field tool end to end.
+// Tests of the feature keys (docs/DRIFTING.md section 3), the total loss, the CFG weights
+// (section 4) and the drift_field tool end to end.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>

@@ -1,4 +1,4 @@
-// Tests of the drifting field against DRIFTING.md: a float64 reference written plainly with
+// Tests of the drifting field against docs/DRIFTING.md: a float64 reference written plainly with
 // loops, the section 8 sanity checks, the dense / tiled / fake-distributed paths, extreme inputs
 // and error messages.
 #include <gtest/gtest.h>
@@ -26,7 +26,7 @@ struct Ref {
   std::vector<double> lambda, raw_sq, entropy;
 };
 
-// DRIFTING.md section 2, literally: loops over pairs, two softmaxes, float64.
+// docs/DRIFTING.md section 2, literally: loops over pairs, two softmaxes, float64.
 Ref reference(const Tensor& x_, const Tensor& yp_, const Tensor& yn_, const Tensor& wp_, const Tensor& wn_,
               const FieldOptions& o, int64_t offset = 0) {
   Tensor x = x_.to(torch::kDouble).contiguous(), yp = yp_.to(torch::kDouble).contiguous(),

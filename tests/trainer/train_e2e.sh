@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end trainer contracts (ARCHITECTURE.md):
+# End-to-end trainer contracts (docs/ARCHITECTURE.md, 'Contracts'):
 #  1. world-size invariance: the same flags on 1, 2 and 3 ranks give the same parameters
 #     (unconditional toy, and class-conditional with guidance negatives);
 #  2. resume on the same world size is bit-for-bit: 6 steps straight == 3 + resume + 3
