@@ -21,7 +21,7 @@ class UserError : public std::runtime_error {
   explicit UserError(const std::string& what) : std::runtime_error(what) {}
 };
 
-// Rank and world size used in messages; set by the topology set-up (src/dist) once known.
+// Rank and world size used in messages; set by the topology set-up (src/comm) once known.
 void set_process_identity(int rank, int world_size);
 int process_rank();
 int process_world_size();
@@ -65,7 +65,7 @@ void hdf5_silence_errors();
     }                                                                                \
   } while (0)
 
-// DL_CHECK_MPI(MPI_Allreduce(...)): requires MPI_ERRORS_RETURN on the communicator (src/dist sets it).
+// DL_CHECK_MPI(MPI_Allreduce(...)): requires MPI_ERRORS_RETURN on the communicator (src/comm sets it).
 #define DL_CHECK_MPI(call)                                                              \
   do {                                                                                  \
     int dl_mpi_rc_ = (call);                                                            \

@@ -6,7 +6,7 @@
 
 namespace driftlab {
 
-// Call once, after the rank is known (src/dist/topology). Safe to call again: later calls only
+// Call once, after the rank is known (src/comm/topology). Safe to call again: later calls only
 // update the rank shown in the prefix.
 void init_logging(const char* argv0, int rank, int world_size);
 

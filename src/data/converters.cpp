@@ -3,7 +3,6 @@
 
 #include <glog/logging.h>
 #include <torch/torch.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -14,6 +13,7 @@
 #include "common/check.h"
 #include "common/image.h"
 #include "common/rng.h"
+#include "data/idx.h"
 
 namespace driftlab::data {
 namespace fs = std::filesystem;
@@ -21,47 +21,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-// gzopen reads plain files unchanged, so one reader serves raw and .gz IDX files.
-class GzFile {
- public:
-  explicit GzFile(const std::string& path) : path_(path) {
-    std::error_code ec;
-    DL_REQUIRE(fs::is_regular_file(path, ec), path << ": no such file");
-    f_ = gzopen(path.c_str(), "rb");
-    DL_REQUIRE(f_ != nullptr, path << ": cannot open");
-  }
-  ~GzFile() {
-    if (f_) gzclose(f_);
-  }
-  GzFile(const GzFile&) = delete;
-  GzFile& operator=(const GzFile&) = delete;
-  void read(void* buf, size_t n, const char* what) {
-    size_t done = 0;
-    while (done < n) {
-      const unsigned step = static_cast<unsigned>(std::min<size_t>(n - done, 1u << 30));
-      const int got = gzread(f_, static_cast<char*>(buf) + done, step);
-      if (got < 0) {
-        int err = 0;
-        const char* msg = gzerror(f_, &err);
-        DL_REQUIRE(false, path_ << ": cannot read " << what << ": " << (msg ? msg : "zlib error") << " (corrupt file?)");
-      }
-      DL_REQUIRE(got > 0, path_ << ": the file ends early while reading " << what << " (truncated?)");
-      done += static_cast<size_t>(got);
-    }
-    read_ += n;
-  }
-  uint32_t read_be32(const char* what) {
-    unsigned char b[4];
-    read(b, 4, what);
-    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
-  }
-
- private:
-  std::string path_;
-  gzFile f_ = nullptr;
-  size_t read_ = 0;
-};
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -123,22 +82,13 @@ std::vector<std::string> preset_class_names(const std::string& name) {
 
 int64_t convert_idx(const std::string& images_path, const std::string& labels_path, const std::string& out,
                     const WriteOptions& options, std::vector<std::string> class_names) {
-  GzFile img(images_path);
-  const uint32_t magic = img.read_be32("the IDX header");
-  DL_REQUIRE(magic == 0x00000803u, images_path << ": IDX magic 0x" << std::hex << magic << std::dec
-                                               << " (expected 0x00000803: unsigned bytes, 3 dimensions)");
-  const int64_t n = img.read_be32("the IDX header"), h = img.read_be32("the IDX header"),
-                w = img.read_be32("the IDX header");
-  DL_REQUIRE(n > 0 && h > 0 && w > 0 && h <= 65536 && w <= 65536,
-             images_path << ": IDX dimensions " << n << " x " << h << " x " << w << " (expected positive sizes)");
+  IdxFile img(images_path, 3);
+  const int64_t n = img.dims()[0], h = img.dims()[1], w = img.dims()[2];
   std::vector<int32_t> labels;
   int64_t num_classes = 0;
   if (!labels_path.empty()) {
-    GzFile lab(labels_path);
-    const uint32_t lm = lab.read_be32("the IDX header");
-    DL_REQUIRE(lm == 0x00000801u, labels_path << ": IDX magic 0x" << std::hex << lm << std::dec
-                                              << " (expected 0x00000801: unsigned bytes, 1 dimension)");
-    const int64_t ln = lab.read_be32("the IDX header");
+    IdxFile lab(labels_path, 1);
+    const int64_t ln = lab.dims()[0];
     DL_REQUIRE(ln == n, labels_path << ": " << ln << " labels for the " << n << " images of " << images_path);
     std::vector<uint8_t> raw(static_cast<size_t>(n));
     lab.read(raw.data(), raw.size(), "the labels");

@@ -67,19 +67,14 @@ StepIndices draw_step_indices(const ShardSet& data, uint64_t seed, const StepReq
   return out;
 }
 
-int64_t slice_begin(int64_t n, int rank, int world) {
-  DL_CHECK(world >= 1 && rank >= 0 && rank <= world, "rank " << rank << " of " << world);
-  const int64_t base = n / world, extra = n % world;
-  return rank * base + std::min<int64_t>(rank, extra);
-}
-
 StepBatch load_step(const ShardSet& data, uint64_t seed, const StepRequest& req, int rank, int world) {
   DL_REQUIRE(world >= 1 && rank >= 0 && rank < world, "rank " << rank << " of world size " << world << " is invalid");
   const StepIndices all = draw_step_indices(data, seed, req);
   auto slice = [&](const std::vector<int64_t>& v, int64_t& offset, int64_t& total) {
     total = static_cast<int64_t>(v.size());
-    offset = slice_begin(total, rank, world);
-    return std::vector<int64_t>(v.begin() + offset, v.begin() + slice_begin(total, rank + 1, world));
+    const auto [begin, end] = rank_slice(total, rank, world);
+    offset = begin;
+    return std::vector<int64_t>(v.begin() + begin, v.begin() + end);
   };
   StepBatch b;
   b.step = req.step;

@@ -15,12 +15,12 @@
 // least P samples (otherwise drawn with replacement); unconditional samples are drawn with
 // replacement. A class with no samples is a UserError naming the data set and the class.
 //
-// Rank r of W owns rows [slice_begin(N, r, W), slice_begin(N, r+1, W)) of each list
+// Rank r of W owns rows rank_slice(N, r, W) (common/slice.h) of each list
 // separately (positives and unconditional), N = that list's length: the first N % W ranks hold
 // one row more. Callers who need equal slices choose N divisible by W.
 //
 // Trainer use:
-//   auto data = ShardSet::open(FLAGS_data);
+//   auto data = ShardSet::open(config.data);
 //   PrefetchLoader loader(data, {.seed = s, .rank = r, .world = w, .depth = 4, .first_step = t0},
 //                         [&](uint64_t t) { return StepRequest{t, classes_for_step(t), P, U}; });
 //   for (t = t0; ...; ++t) { StepBatch b = loader.next(); ... b.positives ... }
@@ -38,6 +38,7 @@
 
 #include <torch/types.h>
 
+#include "common/slice.h"
 #include "data/reader.h"
 
 namespace driftlab::data {
@@ -57,9 +58,6 @@ struct StepIndices {
   std::vector<int64_t> unconditional;  // size S*U, slot-major
 };
 StepIndices draw_step_indices(const ShardSet& data, uint64_t seed, const StepRequest& request);
-
-// First row of rank r's contiguous slice of n rows over `world` ranks (r == world gives n).
-int64_t slice_begin(int64_t n, int rank, int world);
 
 // What rank r receives for one step: its slices, decoded (format.h: images [-1, 1], NCHW).
 struct StepBatch {

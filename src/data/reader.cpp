@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/check.h"
+#include "common/text.h"
 #include "common/progress.h"
 
 namespace driftlab::data {
@@ -22,14 +23,6 @@ namespace {
 constexpr size_t kChunkCacheBudget = 256u << 20;
 
 bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
-
-std::string shape_str(const std::vector<int64_t>& v) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
-  os << "]";
-  return os.str();
-}
 
 std::string names_str(const std::vector<std::string>& v) {
   std::string s;
@@ -125,7 +118,7 @@ std::shared_ptr<ShardSet> ShardSet::open(const std::string& path) {
     const std::vector<int64_t> dims = h5::dataset_dims(data.get());
     std::vector<int64_t> want_tail = h.spec.sample_shape;
     DL_REQUIRE(dims.size() == want_tail.size() + 1 && std::equal(want_tail.begin(), want_tail.end(), dims.begin() + 1),
-               f << ": /data has shape " << shape_str(dims) << " (expected [n, " << shape_str(want_tail).substr(1) << ")");
+               f << ": /data has shape " << shape_string(dims) << " (expected [n, " << shape_string(want_tail).substr(1) << ")");
     h.rows = dims[0];
     DL_REQUIRE(h.rows >= 1, f << ": /data holds no samples (an empty shard)");
 
@@ -137,7 +130,7 @@ std::shared_ptr<ShardSet> ShardSet::open(const std::string& path) {
       DL_REQUIRE(ld.valid(), f << ": cannot open /labels: " << hdf5_error_stack());
       const std::vector<int64_t> ldims = h5::dataset_dims(ld.get());
       DL_REQUIRE(ldims.size() == 1 && ldims[0] == h.rows,
-                 f << ": /labels has shape " << shape_str(ldims) << " (expected [" << h.rows << "])");
+                 f << ": /labels has shape " << shape_string(ldims) << " (expected [" << h.rows << "])");
       h5::Handle ltype(DL_CHECK_HDF5(H5Dget_type(ld.get())));
       DL_REQUIRE(H5Tget_class(ltype.get()) == H5T_INTEGER, f << ": /labels is not an integer dataset");
       lab.resize(static_cast<size_t>(h.rows));
@@ -157,7 +150,7 @@ std::shared_ptr<ShardSet> ShardSet::open(const std::string& path) {
       };
       disagree("dataset_id", a.id, h.id);
       disagree("kind", kind_name(a.spec.kind), kind_name(h.spec.kind));
-      disagree("sample_shape", shape_str(a.spec.sample_shape), shape_str(h.spec.sample_shape));
+      disagree("sample_shape", shape_string(a.spec.sample_shape), shape_string(h.spec.sample_shape));
       disagree("num_classes", std::to_string(a.spec.num_classes), std::to_string(h.spec.num_classes));
       disagree("class_names", names_str(a.spec.class_names), names_str(h.spec.class_names));
       disagree("decoding", std::to_string(a.spec.decode_shift) + "/" + std::to_string(a.spec.decode_scale),

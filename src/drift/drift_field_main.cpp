@@ -2,7 +2,6 @@
 // optional extra negatives (CSV or HDF5), computes V with the library, writes it (CSV or HDF5),
 // prints the distance statistics and per-temperature drift figures ("is my kernel flat?") and,
 // for 2-D data, draws the points with their drift arrows.
-#include <hdf5.h>
 
 #include <cmath>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include "common/check.h"
 #include "common/image.h"
 #include "common/tool_main.h"
+#include "data/matrix_file.h"
 #include "drift/features.h"
 #include "drift/field.h"
 
@@ -122,39 +122,9 @@ Tensor read_csv(const std::string& path) {
   return torch::tensor(values, torch::kDouble).view({rows, cols});
 }
 
-Tensor read_hdf5(const std::string& path, const std::string& dataset) {
-  hdf5_silence_errors();
-  std::ifstream probe(path);
-  DL_REQUIRE(probe.good(), "cannot open HDF5 file '" << path << "'");
-  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  DL_REQUIRE(file >= 0, "'" << path << "' is not a readable HDF5 file: " << hdf5_error_stack());
-  const htri_t exists = H5Lexists(file, dataset.c_str(), H5P_DEFAULT);
-  if (exists <= 0) {
-    H5Fclose(file);
-    DL_REQUIRE(false, "HDF5 file '" << path << "' has no dataset '" << dataset << "' (name it as FILE.h5:DATASET)");
-  }
-  const hid_t ds = DL_CHECK_HDF5(H5Dopen2(file, dataset.c_str(), H5P_DEFAULT));
-  const hid_t space = DL_CHECK_HDF5(H5Dget_space(ds));
-  const int rank = DL_CHECK_HDF5(H5Sget_simple_extent_ndims(space));
-  hsize_t dims[2] = {0, 0};
-  const hid_t type = DL_CHECK_HDF5(H5Dget_type(ds));
-  const bool is_float = H5Tget_class(type) == H5T_FLOAT || H5Tget_class(type) == H5T_INTEGER;
-  H5Tclose(type);
-  if (rank == 2) DL_CHECK_HDF5(H5Sget_simple_extent_dims(space, dims, nullptr));
-  if (rank != 2 || !is_float || dims[0] == 0 || dims[1] == 0) {
-    H5Sclose(space), H5Dclose(ds), H5Fclose(file);
-    DL_REQUIRE(false, path << ":" << dataset << ": expected a non-empty 2-D numeric dataset [rows, dim], got rank "
-                           << rank);
-  }
-  Tensor out = torch::empty({static_cast<int64_t>(dims[0]), static_cast<int64_t>(dims[1])}, torch::kDouble);
-  DL_CHECK_HDF5(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr<double>()));
-  H5Sclose(space), H5Dclose(ds), H5Fclose(file);
-  return out;
-}
-
 Tensor read_rows(const std::string& spec, const std::string& flag) {
   const Location loc = parse_location(spec, flag, "data");
-  return loc.hdf5 ? read_hdf5(loc.file, loc.dataset) : read_csv(loc.file);
+  return loc.hdf5 ? data::read_matrix_h5(loc.file, loc.dataset) : read_csv(loc.file);
 }
 
 // Written to a temporary name, then renamed: an existing output is never left half-written.
@@ -163,18 +133,7 @@ void write_rows(const Tensor& v, const std::string& spec) {
   const std::string tmp = loc.file + ".tmp";
   Tensor d = v.to(torch::kCPU, torch::kDouble).contiguous();
   if (loc.hdf5) {
-    hdf5_silence_errors();
-    const hid_t file = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    DL_REQUIRE(file >= 0, "cannot create HDF5 file '" << tmp << "': " << hdf5_error_stack());
-    hsize_t dims[2] = {static_cast<hsize_t>(d.size(0)), static_cast<hsize_t>(d.size(1))};
-    const hid_t space = DL_CHECK_HDF5(H5Screate_simple(2, dims, nullptr));
-    const hid_t mem_type = H5T_NATIVE_DOUBLE;
-    const hid_t file_type = v.scalar_type() == torch::kDouble ? H5T_IEEE_F64LE : H5T_IEEE_F32LE;
-    const hid_t ds = DL_CHECK_HDF5(H5Dcreate2(file, loc.dataset.c_str(), file_type, space, H5P_DEFAULT,
-                                              H5P_DEFAULT, H5P_DEFAULT));
-    DL_CHECK_HDF5(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data_ptr<double>()));
-    H5Dclose(ds), H5Sclose(space);
-    DL_CHECK_HDF5(H5Fclose(file));
+    data::write_matrix_h5(tmp, loc.dataset, v);
   } else {
     std::FILE* f = std::fopen(tmp.c_str(), "w");
     DL_REQUIRE(f, "cannot write '" << tmp << "'");
@@ -184,21 +143,6 @@ void write_rows(const Tensor& v, const std::string& spec) {
     DL_REQUIRE(std::fclose(f) == 0, "cannot write '" << tmp << "'");
   }
   DL_REQUIRE(std::rename(tmp.c_str(), loc.file.c_str()) == 0, "cannot rename '" << tmp << "' to '" << loc.file << "'");
-}
-
-std::vector<double> parse_taus(const std::string& s) {
-  std::vector<double> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    char* end = nullptr;
-    const double v = std::strtod(tok.c_str(), &end);
-    DL_REQUIRE(!tok.empty() && end && *end == '\0' && v > 0 && std::isfinite(v),
-               "--taus=" << s << ": expected comma-separated positive numbers, got '" << tok << "'");
-    out.push_back(v);
-  }
-  DL_REQUIRE(!out.empty(), "--taus is empty: give at least one temperature");
-  return out;
 }
 
 int run() {
@@ -232,7 +176,7 @@ int run() {
     p.w_neg = torch::cat({torch::ones({N}, dtype), torch::full({extra.size(0)}, w_extra, dtype)});
   }
   drift::FieldOptions o;
-  o.taus = parse_taus(FLAGS_taus);
+  o.taus = drift::parse_taus(FLAGS_taus);
   o.floor = FLAGS_floor;
   o.path = drift::parse_path(FLAGS_path);
   DL_REQUIRE(FLAGS_dense_budget_mb >= 0 && FLAGS_tile_mb >= 1, "--dense_budget_mb must be >= 0 and --tile_mb >= 1");

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "common/check.h"
+#include "common/text.h"
 
 namespace driftlab::drift {
 namespace {
@@ -16,12 +17,6 @@ using torch::Tensor;
 // A key's transform maps a batch to channel-major per-sample features [B, D, L] (L problems per
 // class, D-dimensional): the layout pooling and flattening give without a copy.
 using Transform = std::function<Tensor(const Tensor&)>;
-
-std::string shape_str(const Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
 
 // [K*m, D, L] -> [K*L, m, D]: problem (k, l) holds the m rows of class k at location l. One copy
 // (none when L = 1).
@@ -37,10 +32,10 @@ void check_grouped(const GroupedFeatures& f) {
   auto rows_ok = [&](const Tensor& t, const char* name) {
     DL_REQUIRE(t.dim() >= 1 && t.size(0) > 0 && t.size(0) % K == 0,
                "drift features: " << name << " must hold a non-empty multiple of " << K
-                                  << " rows (class-major), got " << shape_str(t));
+                                  << " rows (class-major), got " << shape_string(t.sizes()));
     DL_REQUIRE(t.sizes().slice(1) == f.gen.sizes().slice(1),
-               "drift features: " << name << " " << shape_str(t) << " must have the per-sample shape of gen "
-                                  << shape_str(f.gen));
+               "drift features: " << name << " " << shape_string(t.sizes()) << " must have the per-sample shape of gen "
+                                  << shape_string(f.gen.sizes()));
   };
   rows_ok(f.gen, "gen");
   rows_ok(f.pos, "pos");
@@ -48,7 +43,7 @@ void check_grouped(const GroupedFeatures& f) {
   if (f.unc.defined()) rows_ok(f.unc, "unc");
   if (f.unc_weight.defined())
     DL_REQUIRE(f.unc_weight.dim() == 1 && f.unc_weight.size(0) == K,
-               "drift features: unc_weight must be [" << K << "], got " << shape_str(f.unc_weight));
+               "drift features: unc_weight must be [" << K << "], got " << shape_string(f.unc_weight.sizes()));
 }
 
 FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Transform& tr) {
@@ -102,7 +97,7 @@ Tensor patch_std(const Tensor& m, int64_t p, int64_t q, double eps) {
 std::vector<FeatureKey> feature_map_keys(const GroupedFeatures& f, const std::string& prefix,
                                          const KeyOptions& o) {
   check_grouped(f);
-  DL_REQUIRE(f.gen.dim() == 4, "drift features: a feature map must be [B, C, H, W], got " << shape_str(f.gen));
+  DL_REQUIRE(f.gen.dim() == 4, "drift features: a feature map must be [B, C, H, W], got " << shape_string(f.gen.sizes()));
   const int64_t H = f.gen.size(2), W = f.gen.size(3);
   const double eps = o.std_eps;
   std::vector<FeatureKey> keys;
@@ -120,7 +115,7 @@ std::vector<FeatureKey> feature_map_keys(const GroupedFeatures& f, const std::st
 
 std::vector<FeatureKey> output_keys(const GroupedFeatures& f, const std::string& prefix) {
   check_grouped(f);
-  DL_REQUIRE(f.gen.dim() >= 2, "drift features: an output must be [B, ...], got " << shape_str(f.gen));
+  DL_REQUIRE(f.gen.dim() >= 2, "drift features: an output must be [B, ...], got " << shape_string(f.gen.sizes()));
   std::vector<FeatureKey> keys;
   keys.push_back(make_key(f, prefix + ".flat", [](const Tensor& m) { return m.flatten(1).unsqueeze(2); }));
   if (f.gen.dim() == 4)
@@ -132,7 +127,7 @@ std::vector<FeatureKey> output_keys(const GroupedFeatures& f, const std::string&
 
 FeatureKey vector_key(const GroupedFeatures& f, const std::string& prefix) {
   check_grouped(f);
-  DL_REQUIRE(f.gen.dim() == 2, "drift features: vectors must be [B, D], got " << shape_str(f.gen));
+  DL_REQUIRE(f.gen.dim() == 2, "drift features: vectors must be [B, D], got " << shape_string(f.gen.sizes()));
   return make_key(f, prefix, [](const Tensor& m) { return m.unsqueeze(2); });
 }
 

@@ -15,10 +15,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 #include <torch/torch.h>
 
 #include "common/check.h"
+#include "common/text.h"
 #include "drift/cpu_loops.h"
 
 namespace driftlab::drift {
@@ -52,21 +54,15 @@ std::vector<Tile> make_tiles(int64_t G, int64_t N, int64_t rows_per_tile) {
   return tiles;
 }
 
-std::string shape_str(const Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
-
 Tensor as3d(const Tensor& t) { return t.dim() == 2 ? t.unsqueeze(0) : t; }
 
 // Column weights as [G, len] in dtype/device of x; undefined stays undefined (all ones).
 Tensor check_weights(const Tensor& w, const char* name, int64_t G, int64_t len, const Tensor& x) {
   if (!w.defined()) return w;
   DL_REQUIRE(w.dim() == 1 || w.dim() == 2,
-             "drift: " << name << " must be [" << len << "] or [" << G << ", " << len << "], got " << shape_str(w));
+             "drift: " << name << " must be [" << len << "] or [" << G << ", " << len << "], got " << shape_string(w.sizes()));
   DL_REQUIRE(w.size(-1) == len && (w.dim() == 1 || w.size(0) == G),
-             "drift: " << name << " must be [" << len << "] or [" << G << ", " << len << "], got " << shape_str(w));
+             "drift: " << name << " must be [" << len << "] or [" << G << ", " << len << "], got " << shape_string(w.sizes()));
   DL_REQUIRE(w.device() == x.device(), "drift: " << name << " is on " << w.device() << " but x is on " << x.device());
   Tensor out = w.detach().to(x.scalar_type());
   if (out.dim() == 1) out = out.unsqueeze(0).expand({G, len});
@@ -108,10 +104,10 @@ class FieldKernel {
   void validate_and_prepare(const Problem& p) {
     DL_REQUIRE(p.x.defined() && p.y_pos.defined() && p.y_neg.defined(),
                "drift: x, y_pos and y_neg must all be given");
-    DL_REQUIRE(p.x.dim() == 2 || p.x.dim() == 3, "drift: x must be [N, D] or [G, N, D], got " << shape_str(p.x));
+    DL_REQUIRE(p.x.dim() == 2 || p.x.dim() == 3, "drift: x must be [N, D] or [G, N, D], got " << shape_string(p.x.sizes()));
     DL_REQUIRE(p.y_pos.dim() == p.x.dim() && p.y_neg.dim() == p.x.dim(),
-               "drift: x " << shape_str(p.x) << ", y_pos " << shape_str(p.y_pos) << " and y_neg "
-                           << shape_str(p.y_neg) << " must have the same number of dimensions");
+               "drift: x " << shape_string(p.x.sizes()) << ", y_pos " << shape_string(p.y_pos.sizes()) << " and y_neg "
+                           << shape_string(p.y_neg.sizes()) << " must have the same number of dimensions");
     DL_REQUIRE(p.x.is_floating_point() && (p.x.scalar_type() == torch::kFloat || p.x.scalar_type() == torch::kDouble),
                "drift: x must be float32 or float64, got " << p.x.scalar_type());
     DL_REQUIRE(p.y_pos.scalar_type() == p.x.scalar_type() && p.y_neg.scalar_type() == p.x.scalar_type(),
@@ -127,13 +123,13 @@ class FieldKernel {
     T_ = static_cast<int64_t>(opt_.taus.size());
     DL_REQUIRE(yp_.size(0) == G_ && yn_.size(0) == G_,
                "drift: x, y_pos and y_neg must hold the same number of problems G; got x "
-                   << shape_str(x_) << ", y_pos " << shape_str(yp_) << ", y_neg " << shape_str(yn_));
+                   << shape_string(x_.sizes()) << ", y_pos " << shape_string(yp_.sizes()) << ", y_neg " << shape_string(yn_.sizes()));
     DL_REQUIRE(yp_.size(2) == D_ && yn_.size(2) == D_,
-               "drift: feature dimension D must match: x " << shape_str(x_) << ", y_pos " << shape_str(yp_)
-                                                            << ", y_neg " << shape_str(yn_));
-    DL_REQUIRE(G_ > 0 && N_ > 0 && D_ > 0, "drift: x must be non-empty, got " << shape_str(x_));
-    DL_REQUIRE(P_ > 0, "drift: at least one positive is needed, got y_pos " << shape_str(yp_));
-    DL_REQUIRE(Q_ > 0, "drift: at least one negative is needed, got y_neg " << shape_str(yn_));
+               "drift: feature dimension D must match: x " << shape_string(x_.sizes()) << ", y_pos " << shape_string(yp_.sizes())
+                                                            << ", y_neg " << shape_string(yn_.sizes()));
+    DL_REQUIRE(G_ > 0 && N_ > 0 && D_ > 0, "drift: x must be non-empty, got " << shape_string(x_.sizes()));
+    DL_REQUIRE(P_ > 0, "drift: at least one positive is needed, got y_pos " << shape_string(yp_.sizes()));
+    DL_REQUIRE(Q_ > 0, "drift: at least one negative is needed, got y_neg " << shape_string(yn_.sizes()));
     DL_REQUIRE(T_ > 0, "drift: at least one temperature is needed (taus is empty)");
     for (double t : opt_.taus)
       DL_REQUIRE(std::isfinite(t) && t > 0, "drift: temperatures must be finite and > 0, got " << t);
@@ -564,6 +560,21 @@ LossResult drift_loss(const Problem& problem, const FieldOptions& options, Reduc
   out.loss = linear + (local - linear.detach());
   if (reducer) reducer->all_reduce_sum(value);
   out.value = value.item<double>();
+  return out;
+}
+
+std::vector<double> parse_taus(const std::string& text, const std::string& flag) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    DL_REQUIRE(!item.empty() && end && *end == '\0' && v > 0 && std::isfinite(v),
+               flag << "=" << text << ": expected positive numbers separated by commas, got '" << item << "'");
+    out.push_back(v);
+  }
+  DL_REQUIRE(!out.empty(), flag << " is empty: give at least one temperature");
   return out;
 }
 

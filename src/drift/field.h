@@ -54,6 +54,9 @@ class Workspace {
 enum class Path { kAuto, kDense, kTiled };
 const char* path_name(Path p);
 Path parse_path(const std::string& name);  // "auto" | "dense" | "tiled"; UserError otherwise
+// "0.02,0.05,0.2" -> {0.02, 0.05, 0.2}; UserError naming `flag` unless every item is a finite
+// positive number and there is at least one.
+std::vector<double> parse_taus(const std::string& text, const std::string& flag = "--taus");
 
 struct FieldOptions {
   std::vector<double> taus{0.02, 0.05, 0.2};

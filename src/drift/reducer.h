@@ -2,7 +2,7 @@
 //
 // src/drift stays pure tensor code: the distributed form (docs/DRIFTING.md section 5) is written
 // against this interface. LocalReducer is the world of one; tests use a fake that splits rows
-// into W parts inside one process; src/dist adapts its MPI/NCCL Communicator to it.
+// into W parts inside one process; src/comm adapts its MPI/NCCL Communicator to it.
 #pragma once
 
 #include <torch/types.h>

@@ -267,4 +267,11 @@ EncoderConfig EncoderConfig::from_text(const std::string& text) {
   return from_map(parse_key_values(text, "encoder config"));
 }
 
+GeneratorConfig resolve_generator(FlagMap request, const std::vector<int64_t>& data_sample_shape,
+                                  int64_t data_num_classes) {
+  if (!request.count("gen_sample_shape")) request["gen_sample_shape"] = format_int_list(data_sample_shape);
+  if (!request.count("gen_num_classes")) request["gen_num_classes"] = std::to_string(data_num_classes);
+  return GeneratorConfig::from_map(request);
+}
+
 }  // namespace driftlab::models

@@ -1,7 +1,8 @@
 // What a generator or an encoder IS (architecture and sizes), as plain values that survive a
-// round trip through a flat string map or text. The map keys are the flag names of
-// models/flags.h, so a checkpoint manifest that stores the resolved map (or the run's flag
-// snapshot) is enough for the sampler to rebuild the exact module. No tensors, no torch here.
+// round trip through a flat string map or text. The map keys are drift_train's flag names
+// (--gen_*, --enc_*; trainer/train_flags.cpp), so a checkpoint manifest that stores the resolved
+// map (or the run's flag record) is enough for the sampler to rebuild the exact module. No
+// tensors, no torch here.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,7 @@ struct GeneratorConfig {
   int64_t style_codebook = 64;            // entries in each style token's codebook
   uint64_t init_seed = 0;                 // parameter initialisation
 
-  // Keys gen_arch, gen_preset, gen_sample_shape, ... (see models/flags.h for their meaning).
+  // Keys gen_arch, gen_preset, gen_sample_shape, ... (drift_train --help gives their meaning).
   FlagMap to_map() const;
   // Reads the gen_* keys of `m` (other keys are ignored, so a whole flag snapshot may be passed).
   // A preset named by gen_preset is applied first, then explicit keys override it. Throws
@@ -41,6 +42,12 @@ struct GeneratorConfig {
   void validate() const;                               // UserError on inconsistent sizes
   int64_t swiglu_hidden() const;                       // dit MLP hidden size
 };
+
+// The generator of a run: `request` holds the gen_* entries the user asked for (a preset and the
+// keys given explicitly); gen_sample_shape and gen_num_classes default to the data set's.
+// UserError naming the key on a bad or inconsistent value.
+GeneratorConfig resolve_generator(FlagMap request, const std::vector<int64_t>& data_sample_shape,
+                                  int64_t data_num_classes);
 
 // Fills arch=dit and width/depth/heads/patch of a named size: tiny, S/2, B/2, L/2, B/4, B/16, L/16.
 // UserError listing the known presets for an unknown name.
@@ -62,6 +69,18 @@ struct EncoderConfig {
   std::string to_text() const;
   static EncoderConfig from_text(const std::string& text);
   void validate() const;
+};
+
+// The encoder as requested on the command line: --encoder names identity, resnet (random init,
+// sizes below) or a file (a drift_encoder file or a TorchScript module); models/encoders.h
+// resolves it against the data set (resolve_encoder).
+struct EncoderRequest {
+  std::string encoder = "identity";
+  std::string widths = "16,32,64";
+  std::string blocks = "2,2,2";
+  int64_t groups = 8;
+  int64_t in_channels = 0;  // 0: the data set's channels
+  uint64_t init_seed = 0;
 };
 
 // "1,28,28" <-> {1, 28, 28}; `what` names the key or flag in the error message.

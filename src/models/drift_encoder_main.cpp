@@ -14,7 +14,7 @@
 #include "common/tool_main.h"        // run_tool, tool_args
 #include "data/reader.h"              // ShardSet: the training images (--data)
 #include "models/encoders.h"         // ResNetEncoder, save/load of encoder files
-#include "models/idx.h"              // the MNIST-style input files
+#include "data/idx.h"              // the MNIST-style input files
 #include "models/mae.h"              // pretrain_mae
 
 DEFINE_string(data, "", "pretrain: an image data set in the shard format (folder, shard file or glob; see "
@@ -104,9 +104,9 @@ int pretrain() {
     num_classes = set->spec().num_classes;
     source = FLAGS_data + " (" + set->spec().describe() + ")";
   } else {
-    all = models::load_idx_images(FLAGS_images, FLAGS_max_images);
+    all = data::load_idx_images(FLAGS_images, FLAGS_max_images);
     if (!FLAGS_labels.empty()) {
-      all_labels = models::load_idx_labels(FLAGS_labels, FLAGS_max_images);
+      all_labels = data::load_idx_labels(FLAGS_labels, FLAGS_max_images);
       DL_REQUIRE(all_labels.size(0) == all.size(0), "--labels=" << FLAGS_labels << " has " << all_labels.size(0)
                                                                 << " labels for " << all.size(0) << " images");
       num_classes = all_labels.max().item<int64_t>() + 1;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "common/text.h"
 #include "models/seeded_init.h"
 
 namespace driftlab::models {
@@ -19,12 +20,6 @@ const char* kConfigKey = "driftlab_encoder_config";
 
 torch::nn::Conv2d conv3x3(int64_t cin, int64_t cout, int64_t stride) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(cin, cout, 3).stride(stride).padding(1).bias(false));
-}
-
-std::string shape_string(const torch::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
 }
 
 // An external module; it owns its weights (frozen here) and is moved with the encoder.
@@ -57,7 +52,7 @@ class TorchScriptEncoderImpl : public EncoderImpl {
                                                       << items[i].tagKind() << "; expected a 4-D tensor");
       auto t = items[i].toTensor();
       DL_REQUIRE(t.dim() == 4 && t.size(0) == x.size(0),
-                 "encoder file " << path_ << ": element " << i << " of forward(x) has shape " << shape_string(t)
+                 "encoder file " << path_ << ": element " << i << " of forward(x) has shape " << shape_string(t.sizes())
                                  << "; expected [B, C, H, W] with B = " << x.size(0));
       maps.push_back(t);
     }
@@ -133,7 +128,7 @@ ResNetEncoderImpl::ResNetEncoderImpl(EncoderConfig cfg) : cfg_(std::move(cfg)) {
 
 std::vector<torch::Tensor> ResNetEncoderImpl::forward(const torch::Tensor& x) {
   DL_REQUIRE(x.dim() == 4 && x.size(1) == cfg_.in_channels,
-             "resnet encoder input: expected [B, " << cfg_.in_channels << ", H, W], got " << shape_string(x));
+             "resnet encoder input: expected [B, " << cfg_.in_channels << ", H, W], got " << shape_string(x.sizes()));
   std::vector<torch::Tensor> maps;
   auto h = torch::relu(stem_norm_(stem_(x)));
   for (auto& stage : stages_) {
@@ -200,6 +195,29 @@ std::string encoder_file_kind(const std::string& path) {
   open_archive(ar, path);
   c10::IValue v;
   return ar.try_read(kConfigKey, v) && v.isString() ? "resnet" : "torchscript";
+}
+
+EncoderConfig resolve_encoder(const EncoderRequest& r, int64_t data_channels) {
+  FlagMap m;
+  if (r.encoder == "identity" || r.encoder == "resnet") {
+    m["enc_kind"] = r.encoder;
+  } else {
+    m["enc_kind"] = encoder_file_kind(r.encoder);
+    m["enc_path"] = r.encoder;
+  }
+  m["enc_widths"] = r.widths;
+  m["enc_blocks"] = r.blocks;
+  m["enc_groups"] = std::to_string(r.groups);
+  m["enc_in_channels"] = std::to_string(r.in_channels > 0 ? r.in_channels : data_channels);
+  m["enc_init_seed"] = std::to_string(r.init_seed);
+  return EncoderConfig::from_map(m);
+}
+
+FlagMap encoder_record(const EncoderConfig& cfg) {
+  FlagMap m = cfg.to_map();
+  m.erase("enc_kind");
+  m.erase("enc_path");
+  return m;
 }
 
 EncoderPtr load_encoder_file(const std::string& path) {

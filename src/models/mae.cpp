@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "common/optim.h"
 #include "common/progress.h"
 #include "common/rng.h"
 #include "common/timer.h"
@@ -22,34 +23,6 @@ double mean_of(const std::vector<double>& v, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i) s += v[i];
   return end > begin ? s / static_cast<double>(end - begin) : 0.0;
 }
-
-// Exponential moving average of a module's parameters, kept outside the module.
-class Ema {
- public:
-  Ema(torch::nn::Module& m, double decay) : decay_(decay) {
-    torch::NoGradGuard ng;
-    for (const auto& p : m.parameters()) shadow_.push_back(p.detach().clone());
-  }
-  void update(torch::nn::Module& m) {
-    torch::NoGradGuard ng;
-    // Warm-up (1 + t) / (10 + t): with a fixed 0.999 a run of a few hundred steps would still
-    // keep most of the random initialisation in the average.
-    ++updates_;
-    const double d = std::min(decay_, (1.0 + updates_) / (10.0 + updates_));
-    auto params = m.parameters();
-    for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(d).add_(params[i].detach(), 1.0 - d);
-  }
-  void copy_to(torch::nn::Module& m) const {
-    torch::NoGradGuard ng;
-    auto params = m.parameters();
-    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow_[i]);
-  }
-
- private:
-  double decay_;
-  int64_t updates_ = 0;
-  std::vector<torch::Tensor> shadow_;
-};
 
 std::string fmt(double v, int precision = 4) {
   std::ostringstream os;
@@ -145,8 +118,11 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
   dec->to(o.device);
   std::vector<torch::Tensor> params = enc.parameters();
   for (const auto& p : dec->parameters()) params.push_back(p);
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
-  Ema ema(enc, o.ema_decay);
+  AdamWOptions adam;
+  adam.beta2 = 0.95;
+  adam.weight_decay = o.weight_decay;
+  AdamW opt(params, adam);
+  Ema ema(enc.parameters(), o.ema_decay, /*warmup=*/true);
   if (o.eval_images.defined()) report.heldout_before = heldout_loss(enc, *dec, o);
 
   {
@@ -160,10 +136,10 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
                            images.size(3), o.mask_patch, o.mask_prob)
                       .to(o.device);
       auto loss = mae_loss(enc, *dec, images, mask);
-      opt.zero_grad();
+      zero_grad(params);
       loss.backward();
-      opt.step();
-      ema.update(enc);
+      opt.step(o.lr);
+      ema.update(enc.parameters());
       const double l = loss.item<double>();
       DL_REQUIRE(std::isfinite(l), "MAE loss became " << l << " at step " << step << "; lower --lr");
       report.losses.push_back(l);
@@ -179,7 +155,7 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
   const size_t n = report.losses.size(), k = std::max<size_t>(1, n / 10);
   report.first_loss = mean_of(report.losses, 0, k);
   report.last_loss = mean_of(report.losses, n - k, n);
-  ema.copy_to(enc);
+  ema.copy_to(enc.parameters());
   if (o.eval_images.defined()) report.heldout_after = heldout_loss(enc, *dec, o);
   if (out_dec) *out_dec = dec;
 
@@ -194,9 +170,8 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
     head->to(o.device);
     std::vector<torch::Tensor> fparams = enc.parameters();
     for (const auto& p : head->parameters()) fparams.push_back(p);
-    torch::optim::AdamW fopt(fparams,
-                             torch::optim::AdamWOptions(o.finetune_lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
-    Ema fema(enc, o.ema_decay);
+    AdamW fopt(fparams, adam);
+    Ema fema(enc.parameters(), o.ema_decay, /*warmup=*/true);
     ProgressBar bar("classifier fine-tune", o.finetune_steps, o.progress);
     const int64_t tail = std::max<int64_t>(1, o.finetune_steps / 10);
     int64_t correct = 0, seen = 0;
@@ -214,16 +189,16 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
         correct += (logits.argmax(1) == labels).sum().item<int64_t>();
         seen += labels.size(0);
       }
-      fopt.zero_grad();
+      zero_grad(fparams);
       loss.backward();
-      fopt.step();
-      fema.update(enc);
+      fopt.step(o.finetune_lr);
+      fema.update(enc.parameters());
       if (o.log_every > 0 && (step + 1) % o.log_every == 0)
         LOG(INFO) << "fine-tune step " << step + 1 << "/" << o.finetune_steps << " loss " << fmt(loss.item<double>());
       bar.set(step + 1, "loss " + fmt(loss.item<double>()));
     }
     bar.finish();
-    fema.copy_to(enc);
+    fema.copy_to(enc.parameters());
     report.finetune_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : -1.0;
   }
   enc.to(torch::kCPU);

@@ -12,8 +12,8 @@
 #include "common/timer.h"
 #include "common/tool_main.h"
 #include "data/writer.h"
-#include "dist/communicator.h"
-#include "dist/topology.h"
+#include "comm/communicator.h"
+#include "comm/topology.h"
 #include "models/generators.h"
 #include "sampler/sampling.h"
 #include "trainer/checkpoint.h"
@@ -80,8 +80,8 @@ std::vector<int64_t> class_of_samples(const std::string& spec, int64_t num_class
 }
 
 int sample_main() {
-  const auto& topo = dist::init_topology();
-  auto comm = dist::make_communicator(topo, "mpi");
+  const auto& topo = comm::init_topology();
+  auto comm = comm::make_communicator(topo, "mpi");
   if (FLAGS_sample_threads > 0) torch::set_num_threads(FLAGS_sample_threads);
   DL_REQUIRE(FLAGS_num_samples >= 1, "--num_samples must be >= 1, got " << FLAGS_num_samples);
   DL_REQUIRE(!FLAGS_out.empty(), "--out is required: the output data set folder");

@@ -41,14 +41,4 @@ StepPlan plan_step(uint64_t seed, uint64_t step, int64_t num_classes, int64_t cl
   return plan;
 }
 
-double unconditional_weight(double alpha, int64_t n_neg, int64_t n_unc) {
-  if (n_unc <= 0) return 0.0;
-  return (alpha - 1.0) * static_cast<double>(n_neg - 1) / static_cast<double>(n_unc);
-}
-
-std::pair<int64_t, int64_t> rank_slice(int64_t n, int rank, int world) {
-  DL_CHECK(world >= 1 && rank >= 0 && rank < world, "rank " << rank << " of " << world);
-  return {n * rank / world, n * (rank + 1) / world};
-}
-
 }  // namespace driftlab

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/slice.h"
+
 namespace driftlab {
 
 struct GuidanceOptions {
@@ -29,11 +31,7 @@ StepPlan plan_step(uint64_t seed, uint64_t step, int64_t num_classes, int64_t cl
 // Inverse CDF of the density proportional to a^-k on [1, a_max] at u in (0, 1).
 double alpha_from_uniform(double u, double a_max, double k);
 
-// CFG weight of each unconditional negative (docs/DRIFTING.md section 4):
-// w_unc = (alpha - 1) * (n_neg - 1) / n_unc; 0 when there are no unconditional samples.
-double unconditional_weight(double alpha, int64_t n_neg, int64_t n_unc);
-
-// The contiguous slice [begin, end) of n items owned by `rank` of `world` (sizes differ by <= 1).
-std::pair<int64_t, int64_t> rank_slice(int64_t n, int rank, int world);
+// The CFG weight of the unconditional negatives is drift::cfg_unconditional_weight; the split of
+// a step's rows over ranks is rank_slice (common/slice.h).
 
 }  // namespace driftlab

@@ -1,7 +1,6 @@
 // The drifting training loop (see trainer.h for the data flow).
 #include "trainer/trainer.h"
 
-#include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -17,84 +16,29 @@
 #include "common/progress.h"         // ProgressBar::format_duration
 #include "common/rng.h"              // counter-based draws
 #include "common/timer.h"            // Stopwatch, PhaseTimes
-#include "common/tool_main.h"        // project_flag_values (the resolved config)
 #include "data/reader.h"             // ShardSet
 #include "data/loader.h"             // the global per-step draw of real samples, prefetching
-#include "dist/communicator.h"       // Communicator
-#include "dist/drift_reducer.h"      // CommunicatorReducer
-#include "dist/grad_buckets.h"       // GradientBuckets
-#include "dist/replica_sync.h"       // broadcast_module, maybe_check_sync
-#include "dist/topology.h"           // topology()
+#include "comm/communicator.h"       // Communicator
+#include "comm/drift_reducer.h"      // CommunicatorReducer
+#include "comm/grad_buckets.h"       // GradientBuckets
+#include "comm/replica_sync.h"       // broadcast_module, maybe_check_sync
+#include "comm/topology.h"           // topology()
 #include "drift/features.h"          // feature keys, total_loss
 #include "models/encoders.h"         // make_frozen_encoder
-#include "models/flags.h"            // --gen_* / --encoder flags
 #include "models/generators.h"       // make_generator, draw_generator_inputs
 #include "sampler/sampling.h"        // generate, picture
 #include "trainer/checkpoint.h"      // sharded checkpoints
 #include "trainer/metrics.h"         // metrics.jsonl + TensorBoard events
-#include "trainer/optim.h"           // AdamW, EMA, clipping, schedule
+#include "common/optim.h"           // AdamW, EMA, clipping, schedule
 #include "trainer/signals.h"         // graceful stop
 #include "trainer/step_plan.h"       // classes, alphas, rank slices
+#include "trainer/config.h"          // TrainConfig
 
-DEFINE_string(data, "", "training data set: a folder of driftlab HDF5 shards (drift_data writes them), one shard or a glob");
-DEFINE_string(run_dir, "runs/default", "where checkpoints, metrics.jsonl, TensorBoard events and pictures go");
-DEFINE_int64(steps, 2000, "total training steps (a resumed run continues up to this step)");
-DEFINE_uint64(seed, 0, "seed of every random draw (classes, alpha, noise, data): same seed, same run on any world size");
-DEFINE_int64(num_classes_per_step, 1, "classes per step, each its own drift problem (capped at the data set's class count)");
-DEFINE_int64(gen_per_class, 256, "generated samples per class per step (split across ranks)");
-DEFINE_int64(pos_per_class, 256, "real samples (positives) per class per step");
-DEFINE_int64(unc_per_class, 0, "unconditional real samples per class appended to the negatives for guidance (CFG); 0: no guidance");
-DEFINE_double(lr, 1e-3, "AdamW learning rate after warmup");
-DEFINE_int64(warmup_steps, 0, "linear learning-rate warmup steps");
-DEFINE_string(lr_decay, "none", "learning-rate decay after warmup: none (constant, the paper's recipe), cosine or linear, "
-              "reaching --lr x --lr_min_frac at --steps");
-DEFINE_double(lr_min_frac, 0.0, "final learning rate of --lr_decay as a fraction of --lr");
-DEFINE_double(beta1, 0.9, "AdamW beta1");
-DEFINE_double(beta2, 0.95, "AdamW beta2");
-DEFINE_double(weight_decay, 0.0, "AdamW decoupled weight decay");
-DEFINE_double(grad_clip, 2.0, "clip the global gradient norm to this (0: off)");
-DEFINE_double(ema_decay, 0.999, "EMA decay of the weights (the sampler uses the EMA weights by default)");
-DEFINE_double(alpha_max, 4.0, "guidance: alpha is drawn in [1, alpha_max] per class");
-DEFINE_double(alpha_power, 3.0, "guidance: alpha density proportional to alpha^-alpha_power");
-DEFINE_double(alpha_one_frac, 0.0, "guidance: share of classes trained with alpha = 1");
-DEFINE_string(taus, "0.02,0.05,0.2", "drift kernel temperatures, comma separated");
-DEFINE_bool(drift_floor, true, "affinity floor A = sqrt(max(a_row a_col, 1e-6)) as in the reference code");
-DEFINE_string(drift_path, "auto", "drift kernel: auto (by memory), dense or tiled");
-DEFINE_bool(keys_per_location, true, "image encoders: per-location drift keys");
-DEFINE_bool(keys_patch, true, "image encoders: 2x2 and 4x4 patch mean/std keys");
-DEFINE_int64(log_every, 50, "log a metrics row every this many steps");
-DEFINE_int64(image_every, 500, "write a picture of samples every this many steps (0: only at the end)");
-DEFINE_int64(ckpt_every, 500, "commit a checkpoint every this many steps (and at the end)");
-DEFINE_int32(keep_last, 3, "keep the newest this many checkpoints");
-DEFINE_int64(keep_every, 0, "also keep every checkpoint whose step is a multiple of this (0: none)");
-DEFINE_string(resume, "none", "auto: continue from the newest complete checkpoint in --run_dir/checkpoints (start fresh if none); "
-              "none: start fresh (refused when --run_dir already has checkpoints); or a step directory");
-DEFINE_int32(threads, 0, "intra-op threads per rank (0: $DRIFTLAB_THREADS, else cores / ranks on the node)");
-DEFINE_string(backend, "auto", "communicator: auto (NCCL with CUDA, else MPI), mpi or nccl");
-DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for class-conditional image data");
-DEFINE_double(picture_alpha, 1.0, "pictures: guidance scale of the samples drawn");
-DEFINE_int64(prefetch, 2, "steps of real data prepared ahead by a background thread (0: none)");
-DEFINE_int64(test_pause_in_checkpoint_ms, 0, "testing only: sleep this long after the shards and before the manifest");
 
 namespace driftlab {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<double> parse_taus(const std::string& s) {
-  std::vector<double> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    DL_REQUIRE(end && *end == '\0' && !item.empty() && v > 0 && std::isfinite(v),
-               "--taus: expected positive numbers separated by commas, got '" << s << "'");
-    out.push_back(v);
-  }
-  DL_REQUIRE(!out.empty(), "--taus: at least one temperature is needed");
-  return out;
-}
 
 std::string format_number(double v, int precision) {
   std::ostringstream os;
@@ -103,15 +47,15 @@ std::string format_number(double v, int precision) {
   return os.str();
 }
 
-std::string join(const std::vector<double>& v, int precision = 3) {
+std::string join(const std::vector<double>& v, int precision = 3, const char* sep = " ") {
   std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + format_number(v[i], precision);
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + format_number(v[i], precision);
   return out;
 }
 
 // Rows of every rank gathered (rank order) and put back in class-major order: the gathered
 // block of rank r is [K, n_r, ...]; the result is [K, N, ...] flattened to [K * N, ...].
-torch::Tensor gather_class_major(dist::Communicator& comm, const torch::Tensor& local, int64_t classes) {
+torch::Tensor gather_class_major(comm::Communicator& comm, const torch::Tensor& local, int64_t classes) {
   if (comm.world_size() == 1) return local.detach();
   std::vector<int64_t> counts;
   auto all = comm.all_gather_varying(local.detach().contiguous(), &counts);
@@ -134,7 +78,7 @@ torch::Tensor gather_class_major(dist::Communicator& comm, const torch::Tensor& 
 
 // Rows [begin, end) of a global class-major list, each rank reading and encoding its own slice,
 // then gathered so every rank holds all of them in order.
-std::vector<torch::Tensor> gather_in_order(dist::Communicator& comm, const std::vector<torch::Tensor>& local) {
+std::vector<torch::Tensor> gather_in_order(comm::Communicator& comm, const std::vector<torch::Tensor>& local) {
   std::vector<torch::Tensor> out;
   for (const auto& t : local) out.push_back(comm.world_size() == 1 ? t : comm.all_gather_varying(t.contiguous()));
   return out;
@@ -142,7 +86,7 @@ std::vector<torch::Tensor> gather_in_order(dist::Communicator& comm, const std::
 
 class Trainer {
  public:
-  explicit Trainer(dist::Communicator& comm) : comm_(comm), reducer_(comm) {}
+  Trainer(comm::Communicator& comm, TrainConfig config) : cfg_(std::move(config)), comm_(comm), reducer_(comm) {}
   int run();
 
  private:
@@ -155,10 +99,12 @@ class Trainer {
   std::vector<drift::FeatureKey> make_keys(const std::vector<torch::Tensor>& gen, const std::vector<torch::Tensor>& gen_all,
                                            const std::vector<torch::Tensor>& pos, const std::vector<torch::Tensor>& unc,
                                            int64_t self_offset, const torch::Tensor& unc_weight, int64_t classes);
-  fs::path ckpt_root() const { return fs::path(FLAGS_run_dir) / "checkpoints"; }
+  fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
 
-  dist::Communicator& comm_;
-  dist::CommunicatorReducer reducer_;
+  const TrainConfig cfg_;
+  std::map<std::string, std::string> record_;  // the run record (flags as given, model as resolved)
+  comm::Communicator& comm_;
+  comm::CommunicatorReducer reducer_;
   int rank_ = 0, world_ = 1;
   torch::Device device_ = torch::kCPU;
   std::shared_ptr<data::ShardSet> data_;
@@ -174,7 +120,7 @@ class Trainer {
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<Ema> ema_;
   LrSchedule lr_schedule_;
-  std::unique_ptr<dist::GradientBuckets> buckets_;
+  std::unique_ptr<comm::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
   drift::FieldOptions field_;
   drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
@@ -194,27 +140,25 @@ void Trainer::build() {
   rank_ = comm_.rank();
   world_ = comm_.world_size();
   device_ = comm_.device();
-  DL_REQUIRE(!FLAGS_data.empty(), "--data is required: a data set folder written by drift_data (see --help)");
-  DL_REQUIRE(FLAGS_steps >= 1, "--steps must be >= 1, got " << FLAGS_steps);
-  DL_REQUIRE(FLAGS_gen_per_class >= 2, "--gen_per_class must be >= 2 (a generated sample needs other negatives), got " << FLAGS_gen_per_class);
-  DL_REQUIRE(FLAGS_gen_per_class >= world_, "--gen_per_class (" << FLAGS_gen_per_class << ") must be at least the number of ranks (" << world_ << ")");
-  DL_REQUIRE(FLAGS_pos_per_class >= 1, "--pos_per_class must be >= 1, got " << FLAGS_pos_per_class);
-  DL_REQUIRE(FLAGS_unc_per_class >= 0, "--unc_per_class must be >= 0, got " << FLAGS_unc_per_class);
-  DL_REQUIRE(FLAGS_log_every >= 1 && FLAGS_ckpt_every >= 1, "--log_every and --ckpt_every must be >= 1");
-  lr_schedule_ = LrSchedule{FLAGS_lr, FLAGS_warmup_steps, FLAGS_lr_decay, FLAGS_steps, FLAGS_lr_min_frac};
-  validate(lr_schedule_);
-  if (FLAGS_threads > 0) torch::set_num_threads(FLAGS_threads);
+  validate(cfg_, world_);
+  lr_schedule_ = cfg_.optim.schedule;
+  if (cfg_.runtime.threads > 0) torch::set_num_threads(cfg_.runtime.threads);
   else if (const char* env = std::getenv("DRIFTLAB_THREADS"); env && std::atoi(env) > 0) torch::set_num_threads(std::atoi(env));
 
-  data_ = data::ShardSet::open(FLAGS_data);
+  data_ = data::ShardSet::open(cfg_.data);
   const auto& spec = data_->spec();
-  classes_per_step_ = std::min<int64_t>(FLAGS_num_classes_per_step, std::max<int64_t>(spec.num_classes, 1));
+  classes_per_step_ = std::min<int64_t>(cfg_.batch.classes_per_step, std::max<int64_t>(spec.num_classes, 1));
 
-  gen_cfg_ = models::generator_config_from_flags(spec.decoded_shape(), spec.num_classes);
+  gen_cfg_ = models::resolve_generator(cfg_.generator, spec.decoded_shape(), spec.num_classes);
   gen_ = models::make_generator(gen_cfg_);
   ema_gen_ = models::make_generator(gen_cfg_);
   const int64_t channels = spec.decoded_shape().size() == 3 ? spec.decoded_shape()[0] : 0;
-  const auto enc_cfg = models::encoder_config_from_flags(channels);
+  const auto enc_cfg = models::resolve_encoder(cfg_.encoder, channels);
+  // The run record: every flag as given, with the model as resolved (preset and data-set values
+  // included), so the sampler rebuilds exactly this model and resume compares like with like.
+  record_ = cfg_.record;
+  for (const auto& [k, v] : gen_cfg_.to_map()) record_[k] = v;
+  for (const auto& [k, v] : models::encoder_record(enc_cfg)) record_[k] = v;
   identity_encoder_ = enc_cfg.kind == "identity";
   enc_ = models::make_frozen_encoder(enc_cfg);
   gen_->to(device_);
@@ -225,33 +169,27 @@ void Trainer::build() {
     params_.push_back(p.value());
     param_names_.push_back(p.key());
   }
-  named_ = dist::replica_tensors(*gen_);
+  named_ = comm::replica_tensors(*gen_);
   // Every rank starts from rank 0's weights (they are seeded identically anyway; this makes it a rule).
-  dist::broadcast_module(comm_, *gen_, 0);
-  AdamWOptions ao;
-  ao.beta1 = FLAGS_beta1;
-  ao.beta2 = FLAGS_beta2;
-  ao.weight_decay = FLAGS_weight_decay;
-  opt_ = std::make_unique<AdamW>(params_, ao);
-  ema_ = std::make_unique<Ema>(params_, FLAGS_ema_decay);
-  buckets_ = std::make_unique<dist::GradientBuckets>(comm_, params_);
+  comm::broadcast_module(comm_, *gen_, 0);
+  opt_ = std::make_unique<AdamW>(params_, cfg_.optim.adam);
+  ema_ = std::make_unique<Ema>(params_, cfg_.optim.ema_decay);
+  buckets_ = std::make_unique<comm::GradientBuckets>(comm_, params_);
 
-  field_.taus = parse_taus(FLAGS_taus);
-  field_.floor = FLAGS_drift_floor;
-  field_.path = drift::parse_path(FLAGS_drift_path);
+  field_.taus = cfg_.objective.taus;
+  field_.floor = cfg_.objective.floor;
+  field_.path = cfg_.objective.path;
   field_.workspace = &drift_ws_;
-  guidance_.alpha_max = FLAGS_alpha_max;
-  guidance_.alpha_power = FLAGS_alpha_power;
-  guidance_.alpha_one_frac = FLAGS_alpha_one_frac;
+  guidance_ = cfg_.batch.guidance;
   drift_norm_sum_.assign(field_.taus.size(), 0.0);
-  metrics_ = std::make_unique<MetricsWriter>(FLAGS_run_dir, rank_ == 0);
+  metrics_ = std::make_unique<MetricsWriter>(cfg_.output.run_dir, rank_ == 0);
 
   LOG(INFO) << "data: " << data_->path() << " (" << data_->size() << " samples, " << spec.describe() << ")";
   LOG(INFO) << "generator: " << gen_cfg_.arch << ", " << models::count_parameters(*gen_) << " parameters; encoder: "
             << enc_->describe();
   LOG(INFO) << "world: " << world_ << " rank(s) over " << comm_.backend() << ", " << torch::get_num_threads()
-            << " thread(s) per rank; per step " << classes_per_step_ << " class(es) x " << FLAGS_gen_per_class
-            << " generated, " << FLAGS_pos_per_class << " positives, " << FLAGS_unc_per_class << " unconditional";
+            << " thread(s) per rank; per step " << classes_per_step_ << " class(es) x " << cfg_.batch.gen_per_class
+            << " generated, " << cfg_.batch.pos_per_class << " positives, " << cfg_.batch.unc_per_class << " unconditional";
 }
 
 int64_t Trainer::resume() {
@@ -259,23 +197,23 @@ int64_t Trainer::resume() {
   const auto done = ckpt::list_complete(ckpt_root().string(), &incomplete);
   for (const auto& p : incomplete) LOG(WARNING) << "ignoring incomplete checkpoint " << p << " (no valid manifest)";
   std::string dir;
-  if (FLAGS_resume == "none") {
-    DL_REQUIRE(done.empty(), "--run_dir " << FLAGS_run_dir << " already holds checkpoints (newest: " << done.back().path
+  if (cfg_.checkpoint.resume == "none") {
+    DL_REQUIRE(done.empty(), "--run_dir " << cfg_.output.run_dir << " already holds checkpoints (newest: " << done.back().path
                                           << "); pass --resume=auto to continue that run, or choose another --run_dir");
     return 0;
   }
-  if (FLAGS_resume == "auto") {
+  if (cfg_.checkpoint.resume == "auto") {
     if (done.empty()) {
       LOG(INFO) << "resume=auto: no complete checkpoint in " << ckpt_root().string() << ", starting fresh";
       return 0;
     }
     dir = done.back().path;
   } else {
-    dir = FLAGS_resume;
+    dir = cfg_.checkpoint.resume;
   }
   const auto man = ckpt::read_manifest(dir);
   // Flags that shape the model or the objective must match; others may change (warned).
-  const auto now = project_flag_values();
+  const auto& now = record_;
   for (const auto& [k, v] : man.config().flags()) {
     auto it = now.find(k);
     if (it == now.end() || it->second == v || k == "resume" || k == "steps" || k == "threads") continue;
@@ -325,7 +263,7 @@ void Trainer::save(int64_t next_step) {
   auto local = torch::from_blob(const_cast<char*>(bytes.data()), {static_cast<int64_t>(bytes.size())}, torch::kUInt8).clone();
   std::vector<int64_t> counts;
   auto all = comm_.all_gather_varying(local.to(device_), &counts).to(torch::kCPU);
-  if (FLAGS_test_pause_in_checkpoint_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(FLAGS_test_pause_in_checkpoint_ms));
+  if (cfg_.checkpoint.test_pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(cfg_.checkpoint.test_pause_ms));
   if (rank_ == 0) {
     proto::Manifest man;
     int64_t at = 0;
@@ -337,18 +275,14 @@ void Trainer::save(int64_t next_step) {
     }
     man.set_step(next_step);
     man.set_world_size(world_);
-    auto flags = project_flag_values();
-    // The resolved model description overrides the flags' defaults (shape and classes come
-    // from the data set), so the sampler rebuilds exactly this model.
-    for (const auto& [k, v] : gen_cfg_.to_map()) flags[k] = v;
-    for (const auto& [k, v] : flags) (*man.mutable_config()->mutable_flags())[k] = v;
+    for (const auto& [k, v] : record_) (*man.mutable_config()->mutable_flags())[k] = v;
     man.mutable_config()->set_model_description(gen_cfg_.to_text());
     for (const auto& [k, v] : sampler::spec_to_map(data_->spec())) (*man.mutable_config()->mutable_dataset())[k] = v;
-    man.mutable_cursors()->set_seed(FLAGS_seed);
+    man.mutable_cursors()->set_seed(cfg_.seed);
     man.mutable_cursors()->set_next_step(next_step);
-    man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * FLAGS_gen_per_class);
+    man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * cfg_.batch.gen_per_class);
     ckpt::commit_manifest(dir, man);
-    for (const auto& p : ckpt::prune(ckpt_root().string(), FLAGS_keep_last, FLAGS_keep_every))
+    for (const auto& p : ckpt::prune(ckpt_root().string(), cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every))
       LOG(INFO) << "removed old checkpoint " << p;
   }
   comm_.barrier();
@@ -368,8 +302,8 @@ std::vector<drift::FeatureKey> Trainer::make_keys(const std::vector<torch::Tenso
   // gen[0] is the raw output; gen[1..] the encoder's feature maps.
   std::vector<drift::FeatureKey> keys;
   drift::KeyOptions ko;
-  ko.per_location = FLAGS_keys_per_location;
-  ko.patch2 = ko.patch4 = FLAGS_keys_patch;
+  ko.per_location = cfg_.objective.keys_per_location;
+  ko.patch2 = ko.patch4 = cfg_.objective.keys_patch;
   for (size_t m = 0; m < gen.size(); ++m) {
     drift::GroupedFeatures f;
     f.gen = gen[m];
@@ -393,9 +327,9 @@ std::vector<drift::FeatureKey> Trainer::make_keys(const std::vector<torch::Tenso
 
 void Trainer::step(int64_t t) {
   Stopwatch sw;
-  const auto plan = plan_step(FLAGS_seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
-  const int64_t K = static_cast<int64_t>(plan.classes.size()), N = FLAGS_gen_per_class;
-  const bool guided = FLAGS_unc_per_class > 0 && data_->spec().num_classes > 0;
+  const auto plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
+  const int64_t K = static_cast<int64_t>(plan.classes.size()), N = cfg_.batch.gen_per_class;
+  const bool guided = cfg_.batch.unc_per_class > 0 && data_->spec().num_classes > 0;
   const auto [b, e] = rank_slice(N, rank_, world_);
   const int64_t n = e - b;
 
@@ -404,7 +338,7 @@ void Trainer::step(int64_t t) {
   std::vector<int64_t> labels;
   std::vector<float> alphas;
   for (int64_t k = 0; k < K; ++k) {
-    auto in = models::draw_generator_inputs(*gen_, FLAGS_seed, rng::Stream::kNoise, t, k * N + b, n);
+    auto in = models::draw_generator_inputs(*gen_, cfg_.seed, rng::Stream::kNoise, t, k * N + b, n);
     noise.push_back(in.noise);
     if (in.style.defined()) style.push_back(in.style);
     const int64_t label = data_->spec().num_classes > 0 ? plan.classes[k] : gen_->null_class();
@@ -412,7 +346,7 @@ void Trainer::step(int64_t t) {
     alphas.insert(alphas.end(), n, guided ? static_cast<float>(plan.alphas[k]) : 1.0f);
   }
   // This rank's slice of the step's real rows (drawn from (seed, t) like everything else).
-  auto batch = loader_ ? loader_->next() : data::load_step(*data_, FLAGS_seed, request(t), rank_, world_);
+  auto batch = loader_ ? loader_->next() : data::load_step(*data_, cfg_.seed, request(t), rank_, world_);
   DL_CHECK(batch.step == static_cast<uint64_t>(t), "loader delivered step " << batch.step << " for step " << t);
   phases_.add("data", sw.seconds());
 
@@ -444,7 +378,7 @@ void Trainer::step(int64_t t) {
   torch::Tensor unc_weight;
   if (guided) {
     std::vector<float> w;
-    for (double a : plan.alphas) w.push_back(static_cast<float>(drift::cfg_unconditional_weight(a, N, FLAGS_unc_per_class)));
+    for (double a : plan.alphas) w.push_back(static_cast<float>(drift::cfg_unconditional_weight(a, N, cfg_.batch.unc_per_class)));
     unc_weight = torch::tensor(w).to(device_);
   }
   auto keys = make_keys(gen_feats, gen_all, pos_feats, unc_feats, b, unc_weight, K);
@@ -462,7 +396,7 @@ void Trainer::step(int64_t t) {
   phases_.add("communication", sw.seconds());
 
   sw.reset();
-  const double gnorm = clip_grad_norm(params_, FLAGS_grad_clip);
+  const double gnorm = clip_grad_norm(params_, cfg_.optim.grad_clip);
   if (!std::isfinite(total.value) || !std::isfinite(gnorm)) {
     throw std::runtime_error("non-finite " + std::string(std::isfinite(total.value) ? "gradient norm" : "loss") +
                              " at step " + std::to_string(t) + " (loss " + std::to_string(total.value) + ", gradient norm " +
@@ -489,12 +423,12 @@ void Trainer::step(int64_t t) {
 }
 
 data::StepRequest Trainer::request(uint64_t t) const {
-  const auto plan = plan_step(FLAGS_seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
+  const auto plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
   data::StepRequest r;
   r.step = t;
   for (int64_t c : plan.classes) r.classes.push_back(data_->spec().num_classes > 0 ? c : data::kAnyClass);
-  r.pos_per_class = FLAGS_pos_per_class;
-  r.unc_per_class = data_->spec().num_classes > 0 ? FLAGS_unc_per_class : 0;
+  r.pos_per_class = cfg_.batch.pos_per_class;
+  r.unc_per_class = data_->spec().num_classes > 0 ? cfg_.batch.unc_per_class : 0;
   return r;
 }
 
@@ -507,7 +441,7 @@ void Trainer::write_picture(int64_t step, const std::string& name) {
   int cols = 0;
   const bool images = spec.decoded_shape().size() == 3;
   if (images && spec.num_classes > 0) {
-    const int64_t shown = std::min<int64_t>(FLAGS_picture_classes, spec.num_classes);
+    const int64_t shown = std::min<int64_t>(cfg_.output.picture_classes, spec.num_classes);
     for (int64_t c = 0; c < shown; ++c) labels.insert(labels.end(), 8, c);
     cols = 8;
   } else {
@@ -515,15 +449,15 @@ void Trainer::write_picture(int64_t step, const std::string& name) {
     for (int64_t i = 0; i < count; ++i) labels.push_back(spec.num_classes > 0 ? i % spec.num_classes : ema_gen_->null_class());
   }
   auto lab = torch::tensor(labels, torch::kLong);
-  auto samples = sampler::generate(*ema_gen_, FLAGS_seed, rng::Stream::kSample, 0, 0, lab,
-                                   torch::full({lab.size(0)}, FLAGS_picture_alpha), 256, device_);
+  auto samples = sampler::generate(*ema_gen_, cfg_.seed, rng::Stream::kSample, 0, 0, lab,
+                                   torch::full({lab.size(0)}, cfg_.output.picture_alpha), 256, device_);
   torch::Tensor reference;
   if (!images) {
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < std::min<int64_t>(data_->size(), 4000); ++i) idx.push_back(i);
     reference = data_->read(idx);
   }
-  const std::string path = (fs::path(FLAGS_run_dir) / name).string();
+  const std::string path = (fs::path(cfg_.output.run_dir) / name).string();
   write_png(path, sampler::picture(spec, samples, reference, cols));
   LOG(INFO) << "step " << step << ": samples written to " << path;
 }
@@ -532,30 +466,30 @@ int Trainer::run() {
   build();
   install_stop_handlers();
   int64_t start = resume();
-  if (start >= FLAGS_steps) {
-    LOG(INFO) << "nothing to do: the checkpoint is at step " << start << " and --steps is " << FLAGS_steps;
+  if (start >= cfg_.steps) {
+    LOG(INFO) << "nothing to do: the checkpoint is at step " << start << " and --steps is " << cfg_.steps;
     return 0;
   }
-  if (FLAGS_prefetch > 0) {
+  if (cfg_.runtime.prefetch > 0) {
     data::LoaderOptions lo;
-    lo.seed = FLAGS_seed;
+    lo.seed = cfg_.seed;
     lo.rank = rank_;
     lo.world = world_;
-    lo.depth = static_cast<int>(FLAGS_prefetch);
+    lo.depth = static_cast<int>(cfg_.runtime.prefetch);
     lo.first_step = static_cast<uint64_t>(start);
     loader_ = std::make_unique<data::PrefetchLoader>(data_, lo, [this](uint64_t t) { return request(t); });
   }
   Stopwatch run_clock, log_clock;
   int64_t since_log = 0;
-  for (int64_t t = start; t < FLAGS_steps; ++t) {
+  for (int64_t t = start; t < cfg_.steps; ++t) {
     step(t);
     ++since_log;
     const int64_t done = t + 1;
-    dist::maybe_check_sync(comm_, *gen_, done);
-    if (done % FLAGS_log_every == 0 || done == FLAGS_steps) {
+    comm::maybe_check_sync(comm_, *gen_, done, cfg_.runtime.check_sync_every);
+    if (done % cfg_.output.log_every == 0 || done == cfg_.steps) {
       const double secs = log_clock.seconds();
-      const double per_s = since_log * classes_per_step_ * FLAGS_gen_per_class / std::max(secs, 1e-9);
-      const double eta = (FLAGS_steps - done) * secs / std::max<int64_t>(since_log, 1);
+      const double per_s = since_log * classes_per_step_ * cfg_.batch.gen_per_class / std::max(secs, 1e-9);
+      const double eta = (cfg_.steps - done) * secs / std::max<int64_t>(since_log, 1);
       std::vector<double> dn;
       for (double v : drift_norm_sum_) dn.push_back(v / logged_steps_);
       std::map<std::string, double> row{{"loss", loss_sum_ / logged_steps_},
@@ -580,7 +514,7 @@ int Trainer::run() {
       const double total_time = phases_.sum();
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
       metrics_->log(done, row);
-      LOG(INFO) << "step " << done << "/" << FLAGS_steps << " loss " << row["loss"] << " drift(" << FLAGS_taus << ") "
+      LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(field_.taus, 6, ",") << ") "
                 << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
                 << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
                 << ProgressBar::format_duration(eta);
@@ -594,12 +528,12 @@ int Trainer::run() {
     auto stop = torch::tensor({static_cast<int64_t>(stop_signal())}, torch::kLong).to(device_);
     comm_.all_reduce_max(stop);
     const int sig = static_cast<int>(stop.item<int64_t>());
-    if (sig != 0 || done % FLAGS_ckpt_every == 0 || done == FLAGS_steps) save(done);
-    if (FLAGS_image_every > 0 && done % FLAGS_image_every == 0 && done != FLAGS_steps)
+    if (sig != 0 || done % cfg_.checkpoint.every == 0 || done == cfg_.steps) save(done);
+    if (cfg_.output.image_every > 0 && done % cfg_.output.image_every == 0 && done != cfg_.steps)
       write_picture(done, "samples_step" + std::to_string(done) + ".png");
     if (sig != 0) {
       if (rank_ == 0) {
-        std::FILE* f = std::fopen((fs::path(FLAGS_run_dir) / "STOPPED").c_str(), "w");
+        std::FILE* f = std::fopen((fs::path(cfg_.output.run_dir) / "STOPPED").c_str(), "w");
         if (f) {
           std::fprintf(f, "stopped by signal %d after step %lld\n", sig, static_cast<long long>(done));
           std::fclose(f);
@@ -609,18 +543,18 @@ int Trainer::run() {
       return 0;
     }
   }
-  if (rank_ == 0) std::filesystem::remove(fs::path(FLAGS_run_dir) / "STOPPED");
-  write_picture(FLAGS_steps, "samples.png");
-  LOG(INFO) << "training finished: " << FLAGS_steps - start << " steps in " << ProgressBar::format_duration(run_clock.seconds());
+  if (rank_ == 0) std::filesystem::remove(fs::path(cfg_.output.run_dir) / "STOPPED");
+  write_picture(cfg_.steps, "samples.png");
+  LOG(INFO) << "training finished: " << cfg_.steps - start << " steps in " << ProgressBar::format_duration(run_clock.seconds());
   return 0;
 }
 
 }  // namespace
 
-int run_training() {
-  const auto& topo = dist::init_topology();
-  auto comm = dist::make_communicator(topo, FLAGS_backend);
-  Trainer trainer(*comm);
+int run_training(const TrainConfig& config) {
+  const auto& topo = comm::init_topology();
+  auto comm = comm::make_communicator(topo, config.runtime.backend);
+  Trainer trainer(*comm, config);
   return trainer.run();
 }
 

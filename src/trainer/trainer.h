@@ -7,13 +7,16 @@
 //   all-gather features ──► distributed drift field per key ──► loss share ──► backward
 //   ──► bucketed gradient average ──► clip ──► AdamW ──► EMA ──► checkpoint every K steps
 //
-// Every flag lives in trainer.cpp (--help lists them); models/flags.h adds --gen_* / --encoder.
+// The run is described by a TrainConfig (trainer/config.h); drift_train fills it from its flags
+// (trainer/train_flags.cpp, --help lists them).
 #pragma once
+
+#include "trainer/config.h"
 
 namespace driftlab {
 
-// Runs training as configured by the command-line flags. Collective: every rank calls it.
+// Runs training as `config` describes. Collective: every rank calls it with the same config.
 // Returns the process exit status (0 also after a clean stop on SIGTERM / SIGUSR1).
-int run_training();
+int run_training(const TrainConfig& config);
 
 }  // namespace driftlab

@@ -366,10 +366,10 @@ TEST_F(DataTest, SlicesOfAnyWorldSizeConcatenateToTheSameBatch) {
       EXPECT_TRUE(torch::equal(torch::cat(ul), one.unc_labels));
     }
   }
-  EXPECT_EQ(slice_begin(20, 0, 3), 0);
-  EXPECT_EQ(slice_begin(20, 1, 3), 7);
-  EXPECT_EQ(slice_begin(20, 2, 3), 14);
-  EXPECT_EQ(slice_begin(20, 3, 3), 20);
+  EXPECT_EQ(rank_slice(20, 0, 3).first, 0);
+  EXPECT_EQ(rank_slice(20, 1, 3).first, 7);
+  EXPECT_EQ(rank_slice(20, 2, 3).first, 14);
+  EXPECT_EQ(rank_slice(20, 2, 3).second, 20);
 }
 
 TEST_F(DataTest, ClassConditionalDraws) {

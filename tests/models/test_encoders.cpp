@@ -11,7 +11,7 @@
 
 #include "common/check.h"
 #include "models/encoders.h"
-#include "models/idx.h"
+#include "data/idx.h"
 #include "models/mae.h"
 
 namespace driftlab::models {
@@ -214,8 +214,8 @@ TEST(Mae, MaskIsPatchwiseDeterministicAndPerSample) {
 TEST(Mae, PretrainingOnMnistLowersTheLoss) {
   const std::string dir = std::string(DRIFTLAB_SOURCE_DIR) + "/.cache/data/mnist/";
   if (!std::filesystem::exists(dir + "train-images-idx3-ubyte")) GTEST_SKIP() << "no MNIST at " << dir;
-  auto images = load_idx_images(dir + "train-images-idx3-ubyte", 640);
-  auto labels = load_idx_labels(dir + "train-labels-idx1-ubyte", 640);
+  auto images = data::load_idx_images(dir + "train-images-idx3-ubyte", 640);
+  auto labels = data::load_idx_labels(dir + "train-labels-idx1-ubyte", 640);
   ASSERT_EQ(images.sizes().vec(), (std::vector<int64_t>{640, 1, 28, 28}));
   EXPECT_GE(images.min().item<float>(), -1.0f);
   EXPECT_LE(images.max().item<float>(), 1.0f);
@@ -269,9 +269,9 @@ TEST(Mae, PretrainingOnMnistLowersTheLoss) {
 TEST(Idx, WrongFileKindIsAUserError) {
   const std::string dir = std::string(DRIFTLAB_SOURCE_DIR) + "/.cache/data/mnist/";
   if (!std::filesystem::exists(dir + "train-labels-idx1-ubyte")) GTEST_SKIP() << "no MNIST at " << dir;
-  auto msg = error_of([&] { load_idx_images(dir + "train-labels-idx1-ubyte"); });
+  auto msg = error_of([&] { data::load_idx_images(dir + "train-labels-idx1-ubyte"); });
   EXPECT_NE(msg.find("train-labels-idx1-ubyte"), std::string::npos) << msg;
-  EXPECT_NE(error_of([&] { load_idx_images(temp_path("none")); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(error_of([&] { data::load_idx_images(temp_path("none")); }).find("cannot open"), std::string::npos);
 }
 
 }  // namespace

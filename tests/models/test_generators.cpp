@@ -9,7 +9,6 @@
 
 #include "common/check.h"
 #include "models/config.h"
-#include "models/flags.h"
 #include "models/generators.h"
 
 namespace driftlab::models {
@@ -112,21 +111,20 @@ TEST(GeneratorConfig, BadValuesNameTheKey) {
   expect_error({{"gen_sample_shape", "2,x"}}, "gen_sample_shape");
 }
 
-TEST(GeneratorConfig, FlagsApplyPresetThenExplicitFlags) {
-  gflags::FlagSaver saver;
-  gflags::SetCommandLineOption("gen_preset", "B/2");
-  gflags::SetCommandLineOption("gen_depth", "2");
-  auto c = generator_config_from_flags({4, 32, 32}, 1000);
+TEST(GeneratorConfig, ResolveAppliesPresetThenExplicitKeys) {
+  auto c = resolve_generator({{"gen_preset", "B/2"}, {"gen_depth", "2"}}, {4, 32, 32}, 1000);
   EXPECT_EQ(c.arch, "dit");
   EXPECT_EQ(c.width, 768);
   EXPECT_EQ(c.heads, 12);
   EXPECT_EQ(c.depth, 2);
   EXPECT_EQ(c.num_classes, 1000);
   EXPECT_EQ(c.sample_shape, (std::vector<int64_t>{4, 32, 32}));
-  // The flags now hold the resolved values: a snapshot of them rebuilds the same config.
-  FlagMap snapshot;
-  for (const auto& [k, v] : c.to_map()) snapshot[k] = gflags::GetCommandLineFlagInfoOrDie(k.c_str()).current_value;
-  EXPECT_EQ(GeneratorConfig::from_map(snapshot).to_map(), c.to_map());
+  // The resolved map (what the run record stores) rebuilds the same config.
+  EXPECT_EQ(GeneratorConfig::from_map(c.to_map()).to_map(), c.to_map());
+  // Given keys win over the data set's shape and classes.
+  auto d = resolve_generator({{"gen_arch", "mlp"}, {"gen_sample_shape", "3"}, {"gen_num_classes", "0"}}, {2}, 7);
+  EXPECT_EQ(d.sample_shape, (std::vector<int64_t>{3}));
+  EXPECT_EQ(d.num_classes, 0);
 }
 
 TEST(Generators, OutputShapesSmall) {

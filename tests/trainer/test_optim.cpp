@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "trainer/optim.h"
+#include "common/optim.h"
 
 namespace driftlab {
 namespace {
@@ -51,6 +51,24 @@ TEST(Ema, GeometricAverage) {
   ema.update({p});
   ema.update({p});
   EXPECT_DOUBLE_EQ(ema.shadow()[0].item<float>(), 0.75);
+}
+
+TEST(Ema, WarmupAndCopyOut) {
+  // d_t = min(decay, (1 + t) / (10 + t)): d_1 = 2/11, d_2 = 3/12 for decay 0.999.
+  auto p = torch::zeros({1}, torch::kDouble);
+  Ema ema({p}, 0.999, /*warmup=*/true);
+  p.fill_(1.0);
+  ema.update({p});
+  EXPECT_NEAR(ema.shadow()[0].item<double>(), 1 - 2.0 / 11, 1e-15);
+  ema.update({p});
+  EXPECT_NEAR(ema.shadow()[0].item<double>(), 1 - (2.0 / 11) * (3.0 / 12), 1e-15);
+  Ema capped({p}, 0.1, /*warmup=*/true);  // the warm-up never exceeds decay
+  p.fill_(3.0);
+  capped.update({p});
+  EXPECT_NEAR(capped.shadow()[0].item<double>(), 0.1 * 1 + 0.9 * 3, 1e-15);
+  auto out = torch::zeros({1}, torch::kDouble);
+  ema.copy_to({out});
+  EXPECT_DOUBLE_EQ(out.item<double>(), ema.shadow()[0].item<double>());
 }
 
 TEST(Schedule, WarmupThenConstant) {

@@ -47,12 +47,6 @@ TEST(Alpha, InverseCdfMatchesMean) {
   for (double a : plan_step(1, 1, 10, 5, g).alphas) EXPECT_EQ(a, 1.0);
 }
 
-TEST(Cfg, UnconditionalWeight) {
-  EXPECT_DOUBLE_EQ(unconditional_weight(1.0, 64, 16), 0.0);
-  EXPECT_DOUBLE_EQ(unconditional_weight(3.0, 65, 16), 2.0 * 64 / 16);
-  EXPECT_DOUBLE_EQ(unconditional_weight(3.0, 65, 0), 0.0);
-}
-
 TEST(RankSlice, TilesTheBatch) {
   for (int world : {1, 2, 3, 5})
     for (int64_t n : {0, 1, 7, 64}) {

@@ -1,0 +1,79 @@
+// Communicator defaults (each one names the backend that lacks the operation) and the factory.
+#include "comm/communicator.h"
+
+#include "comm/mpi_communicator.h"
+#include "comm/topology.h"
+#include "driftlab_config.h"
+
+#if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
+#include <torch/cuda.h>
+
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace driftlab::comm {
+namespace {
+std::string unsupported_message(const std::string& backend, const std::string& operation, const std::string& detail) {
+  std::string m = "communicator backend '" + backend + "' does not support " + operation;
+  if (!detail.empty()) m += ": " + detail;
+  return m;
+}
+}  // namespace
+
+const char* to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kAvg: return "avg";
+  }
+  return "?";
+}
+
+UnsupportedOperation::UnsupportedOperation(const std::string& backend, const std::string& operation,
+                                           const std::string& detail)
+    : UserError(unsupported_message(backend, operation, detail)) {}
+
+void Communicator::unsupported(const std::string& operation, const std::string& detail) const {
+  throw UnsupportedOperation(backend(), operation, detail);
+}
+
+void Communicator::all_reduce(torch::Tensor&, ReduceOp op) { unsupported(std::string("all_reduce(") + to_string(op) + ")"); }
+
+namespace {
+class CompletedWork final : public Work {
+ public:
+  void wait() override {}
+};
+}  // namespace
+
+std::unique_ptr<Work> Communicator::all_reduce_async(torch::Tensor& t, ReduceOp op) {
+  all_reduce(t, op);
+  return std::make_unique<CompletedWork>();
+}
+
+torch::Tensor Communicator::all_gather(const torch::Tensor&) { unsupported("all_gather"); }
+torch::Tensor Communicator::all_gather_varying(const torch::Tensor&, std::vector<int64_t>*) {
+  unsupported("all_gather_varying");
+}
+void Communicator::broadcast(torch::Tensor&, int) { unsupported("broadcast"); }
+void Communicator::barrier() { unsupported("barrier"); }
+
+std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend) {
+  DL_REQUIRE(backend == "auto" || backend == "mpi" || backend == "nccl",
+             "communicator backend '" << backend << "': expected one of auto, mpi, nccl");
+#if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
+  bool gpu = torch::cuda::is_available();
+  if (backend == "nccl" || (backend == "auto" && gpu)) {
+    DL_REQUIRE(gpu, "communicator backend 'nccl' needs a visible CUDA device; none is visible on this "
+                    "process (check CUDA_VISIBLE_DEVICES and the driver), or use --backend=mpi");
+    return std::make_unique<NcclCommunicator>(topology);
+  }
+#else
+  DL_REQUIRE(backend != "nccl",
+             "communicator backend 'nccl' is not in this build: it needs a CUDA-enabled LibTorch and NCCL "
+             "at configure time (see README, 'Distributed runtime'); use the mpi backend");
+#endif
+  return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank);
+}
+
+}  // namespace driftlab::comm

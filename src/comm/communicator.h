@@ -1,0 +1,80 @@
+// The narrow collective interface every distributed part of driftlab talks to.
+//
+// All collectives act on tensors, are called by every rank in the same order with matching
+// arguments, and are blocking unless they return a Work handle. Backends: MPI for CPU tensors
+// (mpi_communicator.h) and NCCL for CUDA tensors (nccl_communicator.h). A world of one process
+// runs through the same backends. An operation a backend lacks (or a tensor it cannot handle)
+// throws UnsupportedOperation naming the backend and the operation.
+// Not here: process start-up and rank discovery (topology.h), gradient buckets (grad_sync.h).
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/check.h"
+
+namespace driftlab::comm {
+
+struct Topology;
+
+enum class ReduceOp { kSum, kMax, kAvg };
+const char* to_string(ReduceOp op);
+
+// A backend asked for something it cannot do: "communicator backend 'mpi' does not support ...".
+class UnsupportedOperation : public UserError {
+ public:
+  UnsupportedOperation(const std::string& backend, const std::string& operation, const std::string& detail);
+};
+
+// Handle of a collective in flight. wait() completes it (results are in the tensor after wait);
+// dropping a Work without wait() waits in the destructor, so buffers are never freed early.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual std::string backend() const = 0;  // "mpi", "nccl", ...
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual int local_rank() const = 0;
+  // Where this backend expects its tensors (CPU for MPI, the rank's GPU for NCCL).
+  virtual torch::Device device() const = 0;
+
+  // In place: t becomes the element-wise reduction of every rank's t (same shape and dtype).
+  virtual void all_reduce(torch::Tensor& t, ReduceOp op);
+  void all_reduce_sum(torch::Tensor& t) { all_reduce(t, ReduceOp::kSum); }
+  void all_reduce_max(torch::Tensor& t) { all_reduce(t, ReduceOp::kMax); }
+  void all_reduce_avg(torch::Tensor& t) { all_reduce(t, ReduceOp::kAvg); }
+  // Starts an in-place all-reduce; t holds the result after wait(). The default runs it now.
+  virtual std::unique_ptr<Work> all_reduce_async(torch::Tensor& t, ReduceOp op);
+
+  // Concatenation along dim 0 of every rank's t, in rank order. Equal shapes on every rank
+  // (a 0-dim t gathers into shape [world]).
+  virtual torch::Tensor all_gather(const torch::Tensor& t);
+  // As all_gather, but dim 0 may differ between ranks (the other dims may not). counts, when
+  // given, receives each rank's dim 0.
+  virtual torch::Tensor all_gather_varying(const torch::Tensor& t, std::vector<int64_t>* counts = nullptr);
+
+  // In place: every rank's t becomes root's t (same shape and dtype everywhere).
+  virtual void broadcast(torch::Tensor& t, int root);
+  virtual void barrier();
+
+ protected:
+  [[noreturn]] void unsupported(const std::string& operation, const std::string& detail = "") const;
+};
+
+// Makes the communicator for this process (collective over the world). backend: "mpi", "nccl" or
+// "auto" (NCCL when this build has CUDA and a GPU is visible, else MPI); tools take it from
+// their --backend flag. "nccl" in a build or on a machine without it is a UserError saying what is
+// missing.
+std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend = "auto");
+
+}  // namespace driftlab::comm

@@ -1,0 +1,23 @@
+// validate(TrainConfig) (see config.h).
+#include "trainer/config.h"
+
+#include "common/check.h"
+
+namespace driftlab {
+
+void validate(const TrainConfig& c, int world) {
+  DL_REQUIRE(!c.data.empty(), "--data is required: a data set folder written by drift_data (see --help)");
+  DL_REQUIRE(c.steps >= 1, "--steps must be >= 1, got " << c.steps);
+  const BatchConfig& b = c.batch;
+  DL_REQUIRE(b.classes_per_step >= 1, "--num_classes_per_step must be >= 1, got " << b.classes_per_step);
+  DL_REQUIRE(b.gen_per_class >= 2, "--gen_per_class must be >= 2 (a generated sample needs other negatives), got " << b.gen_per_class);
+  DL_REQUIRE(b.gen_per_class >= world, "--gen_per_class (" << b.gen_per_class << ") must be at least the number of ranks (" << world << ")");
+  DL_REQUIRE(b.pos_per_class >= 1, "--pos_per_class must be >= 1, got " << b.pos_per_class);
+  DL_REQUIRE(b.unc_per_class >= 0, "--unc_per_class must be >= 0, got " << b.unc_per_class);
+  DL_REQUIRE(c.output.log_every >= 1 && c.checkpoint.every >= 1, "--log_every and --ckpt_every must be >= 1");
+  DL_REQUIRE(c.runtime.check_sync_every >= 0,
+             "--check_sync_every=" << c.runtime.check_sync_every << ": expected 0 (off) or a positive number of steps");
+  validate(c.optim.schedule);
+}
+
+}  // namespace driftlab

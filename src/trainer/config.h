@@ -1,0 +1,90 @@
+// The typed configuration of a training run. drift_train parses its flags into a TrainConfig
+// once (trainer/train_flags.cpp, the only place that reads them) and hands it down; nothing
+// under src/trainer/ reads a flag. validate() checks it once, with errors that name the flag.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/optim.h"
+#include "drift/features.h"
+#include "drift/field.h"
+#include "models/config.h"
+#include "trainer/step_plan.h"
+
+namespace driftlab {
+
+// The per-step sets: which classes, how many rows of each kind, guidance.
+struct BatchConfig {
+  int64_t classes_per_step = 1;  // capped at the data set's class count
+  int64_t gen_per_class = 256;   // N, split across ranks
+  int64_t pos_per_class = 256;   // P
+  int64_t unc_per_class = 0;     // U (CFG negatives); 0: no guidance
+  GuidanceOptions guidance;
+};
+
+// The drifting objective: kernel temperatures and options, the feature keys.
+struct ObjectiveConfig {
+  std::vector<double> taus{0.02, 0.05, 0.2};
+  bool floor = true;
+  drift::Path path = drift::Path::kAuto;
+  bool keys_per_location = true;
+  bool keys_patch = true;
+};
+
+struct OptimConfig {
+  LrSchedule schedule;  // schedule.total is the run's step count
+  AdamWOptions adam;
+  double grad_clip = 2.0;  // 0: off
+  double ema_decay = 0.999;
+};
+
+struct CheckpointConfig {
+  int64_t every = 500;
+  int keep_last = 3;
+  int64_t keep_every = 0;
+  std::string resume = "none";        // none | auto | a step directory
+  int64_t test_pause_ms = 0;          // testing only: pause between the shards and the manifest
+};
+
+struct OutputConfig {
+  std::string run_dir = "runs/default";
+  int64_t log_every = 50;
+  int64_t image_every = 500;  // 0: only at the end
+  int picture_classes = 10;
+  double picture_alpha = 1.0;
+};
+
+struct RuntimeConfig {
+  int threads = 0;              // 0: $DRIFTLAB_THREADS, else cores / ranks on the node
+  std::string backend = "auto";  // auto | mpi | nccl
+  int64_t prefetch = 2;         // steps of real data prepared ahead (0: none)
+  int64_t check_sync_every = 0;  // replica check every this many steps (0: never)
+};
+
+struct TrainConfig {
+  std::string data;  // the training data set (a shard folder, one shard or a glob)
+  int64_t steps = 2000;
+  uint64_t seed = 0;
+  // The generator as requested (gen_* keys of GeneratorConfig::from_map, only those the user
+  // set; sample shape and classes come from the data set when absent) and the encoder as
+  // requested (enc_in_channels 0: the data set's channels).
+  models::FlagMap generator;
+  models::EncoderRequest encoder;
+  BatchConfig batch;
+  ObjectiveConfig objective;
+  OptimConfig optim;
+  CheckpointConfig checkpoint;
+  OutputConfig output;
+  RuntimeConfig runtime;
+  // Every project flag's value as given (name -> text): the run record of the checkpoint
+  // manifest (the resolved model overrides its gen_* / enc_* entries) and what resume compares.
+  std::map<std::string, std::string> record;
+};
+
+// Throws UserError naming the flag of the first invalid value (world: the ranks of this run).
+void validate(const TrainConfig& c, int world);
+
+}  // namespace driftlab

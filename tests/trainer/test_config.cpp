@@ -1,0 +1,65 @@
+// validate(TrainConfig): every rule refuses its bad value with a message naming the flag, and a
+// well-formed config passes.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/check.h"
+#include "trainer/config.h"
+
+namespace driftlab {
+namespace {
+
+TrainConfig good() {
+  TrainConfig c;
+  c.data = "some/data";
+  c.steps = 10;
+  c.batch.gen_per_class = 8;
+  c.optim.schedule.total = c.steps;
+  return c;
+}
+
+std::string error_of(const TrainConfig& c, int world) {
+  try {
+    validate(c, world);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TrainConfig, ValidPasses) {
+  EXPECT_EQ(error_of(good(), 1), "");
+  EXPECT_EQ(error_of(good(), 8), "");  // N = 8 rows over 8 ranks: one each
+}
+
+TEST(TrainConfig, EachRuleNamesItsFlag) {
+  struct Case {
+    void (*change)(TrainConfig&);
+    int world;
+    const char* flag;
+  };
+  const Case cases[] = {
+      {[](TrainConfig& c) { c.data.clear(); }, 1, "--data"},
+      {[](TrainConfig& c) { c.steps = 0; }, 1, "--steps"},
+      {[](TrainConfig& c) { c.batch.gen_per_class = 1; }, 1, "--gen_per_class"},
+      {[](TrainConfig&) {}, 9, "--gen_per_class"},  // fewer rows than ranks
+      {[](TrainConfig& c) { c.batch.pos_per_class = 0; }, 1, "--pos_per_class"},
+      {[](TrainConfig& c) { c.batch.unc_per_class = -1; }, 1, "--unc_per_class"},
+      {[](TrainConfig& c) { c.batch.classes_per_step = 0; }, 1, "--num_classes_per_step"},
+      {[](TrainConfig& c) { c.output.log_every = 0; }, 1, "--log_every"},
+      {[](TrainConfig& c) { c.checkpoint.every = 0; }, 1, "--ckpt_every"},
+      {[](TrainConfig& c) { c.runtime.check_sync_every = -2; }, 1, "--check_sync_every=-2"},
+      {[](TrainConfig& c) { c.optim.schedule.lr = -1; }, 1, "--lr"},
+      {[](TrainConfig& c) { c.optim.schedule.decay = "step"; }, 1, "--lr_decay"},
+  };
+  for (const auto& k : cases) {
+    TrainConfig c = good();
+    k.change(c);
+    const std::string msg = error_of(c, k.world);
+    EXPECT_NE(msg.find(k.flag), std::string::npos) << "expected an error naming " << k.flag << ", got '" << msg << "'";
+  }
+}
+
+}  // namespace
+}  // namespace driftlab
