@@ -60,7 +60,8 @@ class Communicator {
   // (a 0-dim t gathers into shape [world]).
   virtual torch::Tensor all_gather(const torch::Tensor& t);
   // As all_gather, but dim 0 may differ between ranks (the other dims may not). counts, when
-  // given, receives each rank's dim 0.
+  // given, receives each rank's dim 0. In a world of one the result is t itself (no copy), so
+  // callers never branch on the world size.
   virtual torch::Tensor all_gather_varying(const torch::Tensor& t, std::vector<int64_t>* counts = nullptr);
 
   // In place: every rank's t becomes root's t (same shape and dtype everywhere).

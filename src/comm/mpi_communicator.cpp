@@ -187,6 +187,11 @@ torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& t) {
 
 torch::Tensor MpiCommunicator::all_gather_varying(const torch::Tensor& t, std::vector<int64_t>* counts) {
   require_cpu(t, "all_gather_varying");
+  if (world_ == 1) {
+    torch::Tensor out = t.dim() == 0 ? t.reshape({1}) : t;
+    if (counts) counts->assign(1, out.size(0));
+    return out;
+  }
   std::vector<int64_t> meta = exchange_shapes(comm_, world_, t, /*equal_dim0=*/false, "all_gather_varying");
   torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
   int64_t row_elems = 1;

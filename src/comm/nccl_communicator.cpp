@@ -99,6 +99,11 @@ torch::Tensor NcclCommunicator::all_gather(const torch::Tensor& t) {
 
 torch::Tensor NcclCommunicator::all_gather_varying(const torch::Tensor& t, std::vector<int64_t>* counts) {
   require_device(t, "all_gather_varying");
+  if (world_size() == 1) {
+    torch::Tensor out = t.dim() == 0 ? t.reshape({1}) : t;
+    if (counts) counts->assign(1, out.size(0));
+    return out;
+  }
   c10::cuda::CUDAGuard guard(device());
   torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
   int64_t row_elems = 1;

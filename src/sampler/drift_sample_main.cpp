@@ -128,8 +128,8 @@ int sample_main() {
   for (int64_t d : spec.decoded_shape()) empty_shape.push_back(d);
   auto local = parts.empty() ? torch::empty(empty_shape) : torch::cat(parts);
   const double local_secs = sw.seconds();
-  auto samples = comm->world_size() == 1 ? local : comm->all_gather_varying(local.contiguous());
-  auto all_labels = comm->world_size() == 1 ? labels : comm->all_gather_varying(labels);
+  auto samples = comm->all_gather_varying(local.contiguous());
+  auto all_labels = comm->all_gather_varying(labels);
   if (comm->rank() == 0) {
     LOG(INFO) << FLAGS_num_samples << " samples in " << local_secs << " s on rank 0 ("
               << (e - b) / std::max(local_secs, 1e-9) << " samples/s per rank, one forward pass each)";

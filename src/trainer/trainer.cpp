@@ -56,7 +56,6 @@ std::string join(const std::vector<double>& v, int precision = 3, const char* se
 // Rows of every rank gathered (rank order) and put back in class-major order: the gathered
 // block of rank r is [K, n_r, ...]; the result is [K, N, ...] flattened to [K * N, ...].
 torch::Tensor gather_class_major(comm::Communicator& comm, const torch::Tensor& local, int64_t classes) {
-  if (comm.world_size() == 1) return local.detach();
   std::vector<int64_t> counts;
   auto all = comm.all_gather_varying(local.detach().contiguous(), &counts);
   std::vector<torch::Tensor> parts;
@@ -80,7 +79,7 @@ torch::Tensor gather_class_major(comm::Communicator& comm, const torch::Tensor& 
 // then gathered so every rank holds all of them in order.
 std::vector<torch::Tensor> gather_in_order(comm::Communicator& comm, const std::vector<torch::Tensor>& local) {
   std::vector<torch::Tensor> out;
-  for (const auto& t : local) out.push_back(comm.world_size() == 1 ? t : comm.all_gather_varying(t.contiguous()));
+  for (const auto& t : local) out.push_back(comm.all_gather_varying(t.contiguous()));
   return out;
 }
 

@@ -153,6 +153,17 @@ TEST(AllGather, MismatchedShapesFailOnEveryRank) {
   EXPECT_EQ(comm().all_gather_varying(rows).size(0), comm().world_size() * (comm().world_size() + 1) / 2);
 }
 
+TEST(AllGather, WorldOfOneReturnsTheInputItself) {
+  // Callers never branch on the world size: in a world of one the gather is the input, no copy.
+  if (comm().world_size() != 1) GTEST_SKIP() << "a world of one only";
+  torch::Tensor t = torch::arange(6, torch::kFloat).view({3, 2});
+  std::vector<int64_t> counts;
+  torch::Tensor out = comm().all_gather_varying(t, &counts);
+  EXPECT_EQ(out.data_ptr(), t.data_ptr());
+  EXPECT_EQ(counts, std::vector<int64_t>{3});
+  EXPECT_EQ(comm().all_gather_varying(torch::tensor(5.0f)).sizes(), (std::vector<int64_t>{1}));
+}
+
 TEST(Broadcast, FromTheLastRankInEveryDtype) {
   const int root = comm().world_size() - 1;  // non-zero whenever there are several ranks
   for (auto dtype : {torch::kFloat, torch::kDouble, torch::kInt, torch::kLong, torch::kBFloat16, torch::kBool, torch::kByte}) {
