@@ -123,4 +123,49 @@ std::string shard_file_name(int index, int count) {
   return buf;
 }
 
+std::map<std::string, std::string> spec_to_map(const DatasetSpec& spec) {
+  std::map<std::string, std::string> m;
+  m["kind"] = kind_name(spec.kind);
+  std::string shape;
+  for (size_t i = 0; i < spec.sample_shape.size(); ++i) shape += (i ? "," : "") + std::to_string(spec.sample_shape[i]);
+  m["sample_shape"] = shape;
+  m["num_classes"] = std::to_string(spec.num_classes);
+  std::string names;
+  for (size_t i = 0; i < spec.class_names.size(); ++i) names += (i ? "\n" : "") + spec.class_names[i];
+  m["class_names"] = names;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", spec.decode_shift);
+  m["decode_shift"] = buf;
+  std::snprintf(buf, sizeof buf, "%.17g", spec.decode_scale);
+  m["decode_scale"] = buf;
+  m["source"] = spec.source;
+  return m;
+}
+
+DatasetSpec spec_from_map(const std::map<std::string, std::string>& m, const std::string& what) {
+  auto get = [&](const std::string& k) {
+    auto it = m.find(k);
+    DL_REQUIRE(it != m.end(), what << ": the data set description lacks '" << k << "'");
+    return it->second;
+  };
+  DatasetSpec spec;
+  try {
+    spec.kind = parse_kind(get("kind"), what);
+    std::stringstream ss(get("sample_shape"));
+    std::string item;
+    while (std::getline(ss, item, ',')) spec.sample_shape.push_back(std::stoll(item));
+    spec.num_classes = std::stoll(get("num_classes"));
+    std::stringstream ns(get("class_names"));
+    while (std::getline(ns, item, '\n')) spec.class_names.push_back(item);
+    spec.decode_shift = std::stod(get("decode_shift"));
+    spec.decode_scale = std::stod(get("decode_scale"));
+  } catch (const std::logic_error& e) {  // stoll / stod
+    throw UserError(what + ": malformed data set description (" + e.what() + ")");
+  }
+  auto src = m.find("source");
+  if (src != m.end()) spec.source = src->second;
+  spec.validate(what);
+  return spec;
+}
+
 }  // namespace driftlab::data

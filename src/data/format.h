@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,5 +65,10 @@ torch::Tensor encode_samples(const DatasetSpec& spec, const torch::Tensor& decod
 
 // "shard-00002-of-00008.h5"
 std::string shard_file_name(int index, int count);
+
+// A data set's spec as flat strings (stored in checkpoint manifests) and back; UserError naming
+// `what` when a key is missing or malformed.
+std::map<std::string, std::string> spec_to_map(const DatasetSpec& spec);
+DatasetSpec spec_from_map(const std::map<std::string, std::string>& m, const std::string& what);
 
 }  // namespace driftlab::data

@@ -15,9 +15,10 @@
 #include "comm/communicator.h"
 #include "comm/topology.h"
 #include "models/generators.h"
-#include "sampler/sampling.h"
-#include "trainer/checkpoint.h"
-#include "trainer/step_plan.h"
+#include "data/picture.h"
+#include "models/sampling.h"
+#include "ckpt/checkpoint.h"
+#include "common/slice.h"
 
 DEFINE_string(checkpoint, "", "a checkpoint step directory (RUN/checkpoints/step_N), a checkpoints folder or a run "
               "directory (then its newest complete checkpoint)");
@@ -92,14 +93,13 @@ int sample_main() {
   std::map<std::string, std::string> flags(man.config().flags().begin(), man.config().flags().end());
   const auto gen_cfg = models::GeneratorConfig::from_map(flags);
   std::map<std::string, std::string> ds(man.config().dataset().begin(), man.config().dataset().end());
-  const auto spec = sampler::spec_from_map(ds, "checkpoint " + dir);
+  const auto spec = data::spec_from_map(ds, "checkpoint " + dir);
   auto gen = models::make_generator(gen_cfg);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : gen->named_parameters())
-      p.value().copy_(ckpt::read_tensor(dir, man, (FLAGS_ema ? "ema/" : "model/") + p.key()));
-    for (auto& b : gen->named_buffers()) b.value().copy_(ckpt::read_tensor(dir, man, "model/" + b.key()));
-  }
+  std::vector<std::pair<std::string, torch::Tensor>> params, buffers;
+  for (auto& p : gen->named_parameters()) params.emplace_back(p.key(), p.value());
+  for (auto& b : gen->named_buffers()) buffers.emplace_back(b.key(), b.value());
+  ckpt::load_weights(dir, man, params, FLAGS_ema ? "ema/" : "model/");
+  ckpt::load_weights(dir, man, buffers, "model/");
   LOG(INFO) << "checkpoint " << dir << " (step " << man.step() << "), " << gen_cfg.arch << " generator with "
             << models::count_parameters(*gen) << " parameters, " << (FLAGS_ema ? "EMA" : "raw") << " weights; data: "
             << spec.describe();
@@ -119,7 +119,7 @@ int sample_main() {
   std::vector<torch::Tensor> parts;
   for (int64_t at = 0; at < e - b; at += FLAGS_batch_size) {
     const int64_t rows = std::min(FLAGS_batch_size, e - b - at);
-    parts.push_back(sampler::generate(*gen, FLAGS_sample_seed, rng::Stream::kSample, 0, b + at,
+    parts.push_back(models::generate(*gen, FLAGS_sample_seed, rng::Stream::kSample, 0, b + at,
                                       labels.slice(0, at, at + rows), alpha.slice(0, at, at + rows), FLAGS_batch_size));
     bar.add(rows);
   }
@@ -144,7 +144,7 @@ int sample_main() {
     const int64_t shown = spec.decoded_shape().size() == 3 ? std::min<int64_t>(FLAGS_picture_count, FLAGS_num_samples)
                                                             : FLAGS_num_samples;
     const std::string png = FLAGS_out + ".png";
-    write_png(png, sampler::picture(spec, samples.slice(0, 0, shown), torch::Tensor(),
+    write_png(png, data::picture(spec, samples.slice(0, 0, shown), torch::Tensor(),
                                     spec.num_classes > 0 && FLAGS_classes == "all" ? static_cast<int>(std::min<int64_t>(spec.num_classes, shown)) : 0));
     std::printf("wrote %lld samples to %s and a picture to %s (%.1f samples/s)\n", static_cast<long long>(FLAGS_num_samples),
                 FLAGS_out.c_str(), png.c_str(), FLAGS_num_samples / std::max(sw.seconds(), 1e-9));

@@ -10,7 +10,7 @@
 
 #include "common/check.h"
 #include "tensorboard_event.pb.h"
-#include "trainer/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 namespace driftlab {
 namespace {

@@ -26,8 +26,9 @@
 #include "drift/features.h"          // feature keys, total_loss
 #include "models/encoders.h"         // make_frozen_encoder
 #include "models/generators.h"       // make_generator, draw_generator_inputs
-#include "sampler/sampling.h"        // generate, picture
-#include "trainer/checkpoint.h"      // sharded checkpoints
+#include "data/picture.h"            // picture
+#include "models/sampling.h"         // generate
+#include "ckpt/checkpoint.h"      // sharded checkpoints
 #include "trainer/metrics.h"         // metrics.jsonl + TensorBoard events
 #include "common/optim.h"           // AdamW, EMA, clipping, schedule
 #include "trainer/signals.h"         // graceful stop
@@ -221,18 +222,16 @@ int64_t Trainer::resume() {
                       "' now (the model must be the same)");
     LOG(WARNING) << "resuming with --" << k << "=" << it->second << " (the checkpoint was written with " << v << ")";
   }
-  torch::NoGradGuard no_grad;
-  for (auto& [name, t] : named_) {
-    auto v = ckpt::read_tensor(dir, man, "model/" + name);
-    DL_REQUIRE(v.sizes() == t.sizes(), "checkpoint " << dir << ": model/" << name << " has shape " << v.sizes()
-                                                     << ", the model built from the flags has " << t.sizes());
-    t.copy_(v);
-  }
+  ckpt::load_weights(dir, man, named_, "model/");
+  std::vector<std::pair<std::string, torch::Tensor>> ema, m, v;
   for (size_t i = 0; i < params_.size(); ++i) {
-    ema_->shadow()[i].copy_(ckpt::read_tensor(dir, man, "ema/" + param_names_[i]));
-    opt_->exp_avg()[i].copy_(ckpt::read_tensor(dir, man, "optim/m/" + param_names_[i]));
-    opt_->exp_avg_sq()[i].copy_(ckpt::read_tensor(dir, man, "optim/v/" + param_names_[i]));
+    ema.emplace_back(param_names_[i], ema_->shadow()[i]);
+    m.emplace_back(param_names_[i], opt_->exp_avg()[i]);
+    v.emplace_back(param_names_[i], opt_->exp_avg_sq()[i]);
   }
+  ckpt::load_weights(dir, man, ema, "ema/");
+  ckpt::load_weights(dir, man, m, "optim/m/");
+  ckpt::load_weights(dir, man, v, "optim/v/");
   opt_->set_steps(ckpt::read_tensor(dir, man, "optim/steps").item<int64_t>());
   last_checkpoint_ = dir;
   LOG(INFO) << "resumed from " << dir << " (step " << man.step() << ", written by " << man.world_size() << " rank(s))";
@@ -276,7 +275,7 @@ void Trainer::save(int64_t next_step) {
     man.set_world_size(world_);
     for (const auto& [k, v] : record_) (*man.mutable_config()->mutable_flags())[k] = v;
     man.mutable_config()->set_model_description(gen_cfg_.to_text());
-    for (const auto& [k, v] : sampler::spec_to_map(data_->spec())) (*man.mutable_config()->mutable_dataset())[k] = v;
+    for (const auto& [k, v] : data::spec_to_map(data_->spec())) (*man.mutable_config()->mutable_dataset())[k] = v;
     man.mutable_cursors()->set_seed(cfg_.seed);
     man.mutable_cursors()->set_next_step(next_step);
     man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * cfg_.batch.gen_per_class);
@@ -448,7 +447,7 @@ void Trainer::write_picture(int64_t step, const std::string& name) {
     for (int64_t i = 0; i < count; ++i) labels.push_back(spec.num_classes > 0 ? i % spec.num_classes : ema_gen_->null_class());
   }
   auto lab = torch::tensor(labels, torch::kLong);
-  auto samples = sampler::generate(*ema_gen_, cfg_.seed, rng::Stream::kSample, 0, 0, lab,
+  auto samples = models::generate(*ema_gen_, cfg_.seed, rng::Stream::kSample, 0, 0, lab,
                                    torch::full({lab.size(0)}, cfg_.output.picture_alpha), 256, device_);
   torch::Tensor reference;
   if (!images) {
@@ -457,7 +456,7 @@ void Trainer::write_picture(int64_t step, const std::string& name) {
     reference = data_->read(idx);
   }
   const std::string path = (fs::path(cfg_.output.run_dir) / name).string();
-  write_png(path, sampler::picture(spec, samples, reference, cols));
+  write_png(path, data::picture(spec, samples, reference, cols));
   LOG(INFO) << "step " << step << ": samples written to " << path;
 }
 

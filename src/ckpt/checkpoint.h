@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -58,6 +59,13 @@ torch::Tensor read_entry(const std::string& step_dir, const proto::TensorEntry& 
 // Reads tensor `name` whole, assembling it from every slice entry of that name (a checkpoint
 // written by W ranks can be read by any number of ranks). UserError if absent or incomplete.
 torch::Tensor read_tensor(const std::string& step_dir, const proto::Manifest& manifest, const std::string& name);
+
+// Copies tensor `prefix + name` of the checkpoint into each named tensor, in place and without
+// autograd (the shapes must match: UserError naming the checkpoint, the tensor and both shapes).
+// The one way weights come out of a checkpoint: the trainer's resume (model, EMA and optimizer
+// state) and the sampler.
+void load_weights(const std::string& step_dir, const proto::Manifest& manifest,
+                  const std::vector<std::pair<std::string, torch::Tensor>>& named, const std::string& prefix);
 
 // Every tensor name of the manifest (slices counted once), in manifest order.
 std::vector<std::string> tensor_names(const proto::Manifest& manifest);

@@ -8,7 +8,7 @@
 
 #include "common/check.h"
 #include "common/tool_main.h"
-#include "trainer/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 DEFINE_bool(flags, true, "inspect: also print the resolved flags of the run stored in the manifest");
 DEFINE_bool(verify, false, "inspect: also read every tensor and check its size and checksum");

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "common/check.h"
-#include "trainer/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -51,6 +51,31 @@ TEST(Crc32c, KnownValue) {
   const char* s = "123456789";
   EXPECT_EQ(crc32c(s, 9), 0xE3069283u);            // the standard CRC-32C check value
   EXPECT_EQ(crc32c(s + 4, 5, crc32c(s, 4)), 0xE3069283u);  // chaining
+}
+
+TEST_F(CheckpointTest, LoadWeightsCopiesByPrefixAndChecksShapes) {
+  auto w = torch::randn({3, 4}, torch::kFloat64);
+  auto m = torch::arange(10, torch::kFloat32).reshape({2, 5});
+  const std::string dir = write_step(7, 3, w, m);
+  const auto man = read_manifest(dir);
+  // A parameter that requires grad is filled in place (no autograd error), from its prefix.
+  auto target_w = torch::zeros({3, 4}, torch::kFloat64).requires_grad_(true);
+  auto target_m = torch::zeros({2, 5}, torch::kFloat32);
+  load_weights(dir, man, {{"w", target_w}}, "model/");
+  load_weights(dir, man, {{"m", target_m}}, "optim/");  // assembled from the three ranks' slices
+  EXPECT_TRUE(torch::equal(target_w.detach(), w));
+  EXPECT_TRUE(torch::equal(target_m, m));
+  try {
+    auto wrong = torch::zeros({4, 3}, torch::kFloat64);
+    load_weights(dir, man, {{"w", wrong}}, "model/");
+    ADD_FAILURE() << "no error for a shape mismatch";
+  } catch (const UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model/w"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[3, 4]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[4, 3]"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(load_weights(dir, man, {{"absent", target_m}}, "model/"), UserError);
 }
 
 TEST_F(CheckpointTest, RoundTripAcrossWriterCounts) {

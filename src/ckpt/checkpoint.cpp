@@ -1,5 +1,5 @@
 // Sharded checkpoint files and manifest (see checkpoint.h for the layout and the rules).
-#include "trainer/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -286,6 +286,18 @@ torch::Tensor read_tensor(const std::string& step_dir, const proto::Manifest& m,
   }
   DL_REQUIRE(covered == n, "checkpoint " << step_dir << ": slices of '" << name << "' cover " << covered << " of " << n << " elements");
   return full.reshape(shape);
+}
+
+void load_weights(const std::string& step_dir, const proto::Manifest& manifest,
+                  const std::vector<std::pair<std::string, torch::Tensor>>& named, const std::string& prefix) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : named) {
+    torch::Tensor v = read_tensor(step_dir, manifest, prefix + name);
+    DL_REQUIRE(v.sizes() == t.sizes(), "checkpoint " << step_dir << ": " << prefix << name << " has shape " << v.sizes()
+                                                     << ", the model built from the flags has " << t.sizes());
+    torch::Tensor target = t;
+    target.copy_(v);
+  }
 }
 
 std::vector<std::string> tensor_names(const proto::Manifest& m) {
