@@ -3,6 +3,8 @@
 
 #include "common/check.h"
 
+#include <set>
+
 namespace driftlab {
 
 void validate(const TrainConfig& c, int world) {
@@ -18,6 +20,31 @@ void validate(const TrainConfig& c, int world) {
   DL_REQUIRE(c.runtime.check_sync_every >= 0,
              "--check_sync_every=" << c.runtime.check_sync_every << ": expected 0 (off) or a positive number of steps");
   validate(c.optim.schedule);
+}
+
+RecordKey classify_record_key(const std::string& k) {
+  static const std::set<std::string> objective{"taus", "drift_floor", "keys_per_location", "keys_patch",
+                                               "num_classes_per_step", "gen_per_class", "pos_per_class",
+                                               "unc_per_class", "alpha_max", "alpha_power", "alpha_one_frac"};
+  // Checked first: gen_per_class starts with gen_ but sizes the step, not the model.
+  if (objective.count(k)) return RecordKey::kObjective;
+  if (k.rfind("gen_", 0) == 0 || k == "encoder" || k.rfind("enc_", 0) == 0) return RecordKey::kModel;
+  return RecordKey::kOther;
+}
+
+std::vector<std::string> resume_conflicts(const std::map<std::string, std::string>& then,
+                                          const std::map<std::string, std::string>& now, bool allow_objective_change,
+                                          std::vector<std::string>* allowed) {
+  std::vector<std::string> refused;
+  for (const auto& [k, v] : then) {
+    auto it = now.find(k);
+    if (it == now.end() || it->second == v || k == "resume" || k == "steps" || k == "threads") continue;
+    const std::string line = "--" + k + ": '" + v + "' -> '" + it->second + "'";
+    const RecordKey kind = classify_record_key(k);
+    if (kind == RecordKey::kModel || (kind == RecordKey::kObjective && !allow_objective_change)) refused.push_back(line);
+    else if (allowed) allowed->push_back(line);
+  }
+  return refused;
 }
 
 }  // namespace driftlab

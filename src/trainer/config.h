@@ -46,6 +46,7 @@ struct CheckpointConfig {
   int keep_last = 3;
   int64_t keep_every = 0;
   std::string resume = "none";        // none | auto | a step directory
+  bool allow_objective_change = false;  // resume even when objective settings differ (warned)
   int64_t test_pause_ms = 0;          // testing only: pause between the shards and the manifest
 };
 
@@ -86,5 +87,17 @@ struct TrainConfig {
 
 // Throws UserError naming the flag of the first invalid value (world: the ranks of this run).
 void validate(const TrainConfig& c, int world);
+
+// Resume compatibility of two run records (flag name -> value): the checkpoint's and this run's.
+// Model entries (gen_*, encoder, enc_*) must be equal; objective entries (temperatures, kernel
+// floor, feature keys, per-class set sizes, classes per step, guidance distribution) must be equal
+// unless allow_objective_change. Returns every refused difference, one "--name: 'then' -> 'now'"
+// line each (empty: compatible); `allowed` receives the differences that are only warned about
+// (--steps, --resume and --threads never count).
+enum class RecordKey { kModel, kObjective, kOther };
+RecordKey classify_record_key(const std::string& name);
+std::vector<std::string> resume_conflicts(const std::map<std::string, std::string>& then,
+                                          const std::map<std::string, std::string>& now, bool allow_objective_change,
+                                          std::vector<std::string>* allowed);
 
 }  // namespace driftlab

@@ -39,6 +39,8 @@ DEFINE_int32(keep_last, 3, "keep the newest this many checkpoints");
 DEFINE_int64(keep_every, 0, "also keep every checkpoint whose step is a multiple of this (0: none)");
 DEFINE_string(resume, "none", "auto: continue from the newest complete checkpoint in --run_dir/checkpoints (start fresh if none); "
               "none: start fresh (refused when --run_dir already has checkpoints); or a step directory");
+DEFINE_bool(allow_objective_change, false, "resume even when objective settings (--taus, --drift_floor, --keys_*, per-class set sizes, "
+            "--num_classes_per_step, --alpha_*) differ from the checkpoint's (each change warned); the model must still match");
 DEFINE_int32(threads, 0, "intra-op threads per rank (0: $DRIFTLAB_THREADS, else cores / ranks on the node)");
 DEFINE_string(backend, "auto", "communicator: auto (NCCL with CUDA, else MPI), mpi or nccl");
 DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for class-conditional image data");
@@ -155,6 +157,7 @@ TrainConfig train_config_from_flags() {
   c.checkpoint.keep_last = FLAGS_keep_last;
   c.checkpoint.keep_every = FLAGS_keep_every;
   c.checkpoint.resume = FLAGS_resume;
+  c.checkpoint.allow_objective_change = FLAGS_allow_objective_change;
   c.checkpoint.test_pause_ms = FLAGS_test_pause_in_checkpoint_ms;
 
   c.output.run_dir = FLAGS_run_dir;

@@ -212,16 +212,19 @@ int64_t Trainer::resume() {
     dir = cfg_.checkpoint.resume;
   }
   const auto man = ckpt::read_manifest(dir);
-  // Flags that shape the model or the objective must match; others may change (warned).
-  const auto& now = record_;
-  for (const auto& [k, v] : man.config().flags()) {
-    auto it = now.find(k);
-    if (it == now.end() || it->second == v || k == "resume" || k == "steps" || k == "threads") continue;
-    if (k.rfind("gen_", 0) == 0 || k == "encoder" || k.rfind("enc_", 0) == 0)
-      throw UserError("cannot resume from " + dir + ": --" + k + " was '" + v + "' there and is '" + it->second +
-                      "' now (the model must be the same)");
-    LOG(WARNING) << "resuming with --" << k << "=" << it->second << " (the checkpoint was written with " << v << ")";
+  // The model must be the same, and the objective too unless --allow_objective_change; every
+  // refused difference is listed at once. Other settings may change (each warned).
+  const std::map<std::string, std::string> then(man.config().flags().begin(), man.config().flags().end());
+  std::vector<std::string> allowed;
+  const auto refused = resume_conflicts(then, record_, cfg_.checkpoint.allow_objective_change, &allowed);
+  if (!refused.empty()) {
+    std::string list;
+    for (const auto& l : refused) list += "\n  " + l;
+    throw UserError("cannot resume from " + dir + ": these settings differ from the checkpoint's (was -> now):" + list +
+                    "\nThe model must be the same; objective settings (temperatures, keys, set sizes, guidance) may "
+                    "change only with --allow_objective_change.");
   }
+  for (const auto& l : allowed) LOG(WARNING) << "resuming with a changed setting " << l;
   ckpt::load_weights(dir, man, named_, "model/");
   std::vector<std::pair<std::string, torch::Tensor>> ema, m, v;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -2,7 +2,9 @@
 // well-formed config passes.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 #include "trainer/config.h"
@@ -59,6 +61,38 @@ TEST(TrainConfig, EachRuleNamesItsFlag) {
     const std::string msg = error_of(c, k.world);
     EXPECT_NE(msg.find(k.flag), std::string::npos) << "expected an error naming " << k.flag << ", got '" << msg << "'";
   }
+}
+
+TEST(TrainConfig, ResumeListsEveryRefusedDifference) {
+  const std::map<std::string, std::string> then{{"gen_width", "256"}, {"encoder", "a.pt"}, {"taus", "0.05"},
+                                                {"gen_per_class", "64"}, {"lr", "0.001"}, {"steps", "100"},
+                                                {"log_every", "50"}};
+  std::map<std::string, std::string> now = then;
+  std::vector<std::string> allowed;
+  EXPECT_TRUE(resume_conflicts(then, now, false, &allowed).empty());
+  EXPECT_TRUE(allowed.empty());
+  now["gen_width"] = "128";    // model
+  now["encoder"] = "b.pt";     // model
+  now["taus"] = "0.02,0.05";   // objective
+  now["gen_per_class"] = "32"; // objective (a set size, not the model)
+  now["lr"] = "0.002";         // other: warned
+  now["steps"] = "200";        // never counted
+  auto refused = resume_conflicts(then, now, false, &allowed);
+  ASSERT_EQ(refused.size(), 4u);
+  EXPECT_EQ(refused[0], "--encoder: 'a.pt' -> 'b.pt'");  // in the record's (sorted) order
+  EXPECT_EQ(refused[1], "--gen_per_class: '64' -> '32'");
+  EXPECT_EQ(refused[2], "--gen_width: '256' -> '128'");
+  EXPECT_EQ(refused[3], "--taus: '0.05' -> '0.02,0.05'");
+  EXPECT_EQ(allowed, std::vector<std::string>{"--lr: '0.001' -> '0.002'"});
+  allowed.clear();
+  refused = resume_conflicts(then, now, true, &allowed);  // objective changes allowed, the model never
+  EXPECT_EQ(refused, (std::vector<std::string>{"--encoder: 'a.pt' -> 'b.pt'", "--gen_width: '256' -> '128'"}));
+  EXPECT_EQ(allowed.size(), 3u);
+  EXPECT_EQ(classify_record_key("gen_per_class"), RecordKey::kObjective);
+  EXPECT_EQ(classify_record_key("gen_noise_dim"), RecordKey::kModel);
+  EXPECT_EQ(classify_record_key("enc_widths"), RecordKey::kModel);
+  EXPECT_EQ(classify_record_key("keys_patch"), RecordKey::kObjective);
+  EXPECT_EQ(classify_record_key("ckpt_every"), RecordKey::kOther);
 }
 
 }  // namespace

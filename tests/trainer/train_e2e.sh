@@ -5,7 +5,8 @@
 #  2. resume on the same world size is bit-for-bit: 6 steps straight == 3 + resume + 3
 #     (weights, EMA and optimizer state compared exactly);
 #  3. resume on another world size (2 -> 3, 3 -> 1) continues the same run;
-#  4. a step directory without manifest is ignored on resume; --resume=none refuses to
+#  4. a step directory without manifest is ignored on resume; resume refuses changed model and
+#     objective settings, listing each (--allow_objective_change admits the objective ones); --resume=none refuses to
 #     overwrite a run; sampling from the result works on 1 and 3 ranks with identical output.
 # Usage: train_e2e.sh BIN_DIR   (run by ctest)
 set -euo pipefail
@@ -66,6 +67,14 @@ grep -q "ignoring incomplete checkpoint" "$work/inc.log" || fail "no warning abo
 cmp_ck "$(ck w1 6)" "$(ck inc 6)" 0
 if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 >"$work/none.log" 2>&1; then fail "--resume=none overwrote a run"; fi
 grep -q "already holds checkpoints" "$work/none.log" || { cat "$work/none.log"; fail "unclear --resume=none error"; }
+
+echo "== resume refuses changed model and objective settings, listing each; --allow_objective_change"
+if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 --resume=auto --taus=0.05 --gen_width=32 \
+    >"$work/change.log" 2>&1; then fail "resumed with a changed model"; fi
+grep -q -- "--gen_width: '64' -> '32'" "$work/change.log" && grep -q -- "--taus: '0.05,0.2' -> '0.05'" "$work/change.log" \
+  || { cat "$work/change.log"; fail "the refusal does not list every difference"; }
+train 1 inc --steps=7 --resume=auto --taus=0.05 --allow_objective_change
+grep -q "resuming with a changed setting --taus" "$work/inc.log" || { cat "$work/inc.log"; fail "no warning for the allowed change"; }
 
 echo "== sampling: 1 rank and 3 ranks write the same data"
 mpi 1 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --batch_size=16 --out="$work/s1" >/dev/null 2>&1 || fail "sampling on 1 rank"
