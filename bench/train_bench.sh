@@ -4,8 +4,9 @@
 # warm-up), samples/s, the ratio to 1 rank, and the share of step time in each phase that
 # drift_train measures (metrics.jsonl time_share/*).
 #   bench/train_bench.sh [S=20] [config[@flag,flag...] ...]
-#   default: configs/toy2d.flags configs/mnist.flags and MNIST with every key of the paper
-#   (configs/mnist.flags@--keys_per_location=true,--keys_patch=true: the "keys-on" row)
+#   default: configs/toy2d.flags, configs/mnist.flags (every key of the paper, as shipped) and the
+#   same with the global keys only (configs/mnist.flags@--keys_per_location=false,--keys_patch=false:
+#   the baseline of the keys' cost)
 # Needs the data sets and encoder of those configs (scripts/demo.sh and scripts/mnist.sh make them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ steps=${1:-20}
 shift || true
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] ||
-  configs=(configs/toy2d.flags configs/mnist.flags "configs/mnist.flags@--keys_per_location=true,--keys_patch=true")
+  configs=(configs/toy2d.flags configs/mnist.flags "configs/mnist.flags@--keys_per_location=false,--keys_patch=false")
 case "$steps" in ''|*[!0-9]*) echo "train_bench: S must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
 bin=build/bin
 [ -x "$bin/drift_train" ] || { echo "train_bench: $bin/drift_train missing; build first (scripts/build.sh)" >&2; exit 1; }
@@ -35,7 +36,7 @@ for entry in "${configs[@]}"; do
   label=$(basename "$cfg")
   if [ "$entry" != "$cfg" ]; then
     IFS=, read -r -a extra <<<"${entry#*@}"
-    case "$entry" in *keys*) label="$label+keys" ;; *) label="$label+flags" ;; esac
+    case "$entry" in *keys_per_location=false*) label="$label-global-keys" ;; *keys*) label="$label+keys" ;; *) label="$label+flags" ;; esac
   fi
   [ -f "$cfg" ] || { echo "train_bench: config $cfg not found" >&2; exit 2; }
   base=""
