@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +35,7 @@
 #include "trainer/signals.h"         // graceful stop
 #include "trainer/step_plan.h"       // classes, alphas, rank slices
 #include "trainer/config.h"          // TrainConfig
+#include "trainer/step.h"            // run_step: one step's computation
 
 
 namespace driftlab {
@@ -54,36 +56,6 @@ std::string join(const std::vector<double>& v, int precision = 3, const char* se
   return out;
 }
 
-// Rows of every rank gathered (rank order) and put back in class-major order: the gathered
-// block of rank r is [K, n_r, ...]; the result is [K, N, ...] flattened to [K * N, ...].
-torch::Tensor gather_class_major(comm::Communicator& comm, const torch::Tensor& local, int64_t classes) {
-  std::vector<int64_t> counts;
-  auto all = comm.all_gather_varying(local.detach().contiguous(), &counts);
-  std::vector<torch::Tensor> parts;
-  int64_t at = 0;
-  for (int64_t c : counts) {
-    auto block = all.slice(0, at, at + c);
-    auto shape = block.sizes().vec();
-    shape[0] = c / classes;
-    shape.insert(shape.begin(), classes);
-    parts.push_back(block.reshape(shape));
-    at += c;
-  }
-  auto out = torch::cat(parts, 1);
-  auto shape = out.sizes().vec();
-  shape[1] *= shape[0];
-  shape.erase(shape.begin());
-  return out.reshape(shape);
-}
-
-// Rows [begin, end) of a global class-major list, each rank reading and encoding its own slice,
-// then gathered so every rank holds all of them in order.
-std::vector<torch::Tensor> gather_in_order(comm::Communicator& comm, const std::vector<torch::Tensor>& local) {
-  std::vector<torch::Tensor> out;
-  for (const auto& t : local) out.push_back(comm.all_gather_varying(t.contiguous()));
-  return out;
-}
-
 class Trainer {
  public:
   Trainer(comm::Communicator& comm, TrainConfig config) : cfg_(std::move(config)), comm_(comm), reducer_(comm) {}
@@ -95,10 +67,8 @@ class Trainer {
   void step(int64_t t);
   void save(int64_t next_step);
   void write_picture(int64_t step, const std::string& name);
-  std::vector<torch::Tensor> encode(const torch::Tensor& x, bool grad);
-  std::vector<drift::FeatureKey> make_keys(const std::vector<torch::Tensor>& gen, const std::vector<torch::Tensor>& gen_all,
-                                           const std::vector<torch::Tensor>& pos, const std::vector<torch::Tensor>& unc,
-                                           int64_t self_offset, const torch::Tensor& unc_weight, int64_t classes);
+  // The plan of step t, computed once: by the loader's request (ahead, on its thread) or here.
+  StepPlan take_plan(int64_t t);
   fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
 
   const TrainConfig cfg_;
@@ -109,7 +79,7 @@ class Trainer {
   torch::Device device_ = torch::kCPU;
   std::shared_ptr<data::ShardSet> data_;
   std::unique_ptr<data::PrefetchLoader> loader_;
-  data::StepRequest request(uint64_t t) const;
+  data::StepRequest request(uint64_t t);
   models::GeneratorConfig gen_cfg_;
   models::GeneratorPtr gen_, ema_gen_;
   models::EncoderPtr enc_;
@@ -126,6 +96,9 @@ class Trainer {
   drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
   GuidanceOptions guidance_;
   int64_t classes_per_step_ = 1;
+  StepContext step_ctx_;
+  std::mutex plans_mutex_;
+  std::map<int64_t, StepPlan> plans_;  // planned by the loader's request, not yet run
   PhaseTimes phases_;
   // Accumulated between log rows.
   double loss_sum_ = 0, grad_norm_sum_ = 0;
@@ -182,6 +155,17 @@ void Trainer::build() {
   field_.workspace = &drift_ws_;
   guidance_ = cfg_.batch.guidance;
   drift_norm_sum_.assign(field_.taus.size(), 0.0);
+  step_ctx_.batch = cfg_.batch;
+  step_ctx_.field = field_;
+  step_ctx_.keys.per_location = cfg_.objective.keys_per_location;
+  step_ctx_.keys.patch2 = step_ctx_.keys.patch4 = cfg_.objective.keys_patch;
+  step_ctx_.seed = cfg_.seed;
+  step_ctx_.num_classes = spec.num_classes;
+  step_ctx_.gen = gen_.get();
+  step_ctx_.encoder = identity_encoder_ ? nullptr : enc_.get();
+  step_ctx_.comm = &comm_;
+  step_ctx_.reducer = &reducer_;
+  step_ctx_.device = device_;
   metrics_ = std::make_unique<MetricsWriter>(cfg_.output.run_dir, rank_ == 0);
 
   LOG(INFO) << "data: " << data_->path() << " (" << data_->size() << " samples, " << spec.describe() << ")";
@@ -291,107 +275,30 @@ void Trainer::save(int64_t next_step) {
   LOG(INFO) << "checkpoint " << dir << " committed in " << sw.seconds() << " s";
 }
 
-std::vector<torch::Tensor> Trainer::encode(const torch::Tensor& x, bool grad) {
-  if (identity_encoder_) return {};
-  torch::AutoGradMode mode(grad);
-  return enc_->forward(x);
-}
-
-std::vector<drift::FeatureKey> Trainer::make_keys(const std::vector<torch::Tensor>& gen, const std::vector<torch::Tensor>& gen_all,
-                                                  const std::vector<torch::Tensor>& pos, const std::vector<torch::Tensor>& unc,
-                                                  int64_t self_offset, const torch::Tensor& unc_weight, int64_t classes) {
-  // gen[0] is the raw output; gen[1..] the encoder's feature maps.
-  std::vector<drift::FeatureKey> keys;
-  drift::KeyOptions ko;
-  ko.per_location = cfg_.objective.keys_per_location;
-  ko.patch2 = ko.patch4 = cfg_.objective.keys_patch;
-  for (size_t m = 0; m < gen.size(); ++m) {
-    drift::GroupedFeatures f;
-    f.gen = gen[m];
-    f.gen_all = gen_all[m];
-    f.self_offset = self_offset;
-    f.pos = pos[m];
-    if (!unc.empty()) {
-      f.unc = unc[m];
-      f.unc_weight = unc_weight;
-    }
-    f.classes = classes;
-    if (m == 0) {
-      if (gen[0].dim() == 2) keys.push_back(drift::vector_key(f, "x"));
-      else for (auto& k : drift::output_keys(f, "x")) keys.push_back(std::move(k));
-    } else {
-      for (auto& k : drift::feature_map_keys(f, "f" + std::to_string(m - 1), ko)) keys.push_back(std::move(k));
+StepPlan Trainer::take_plan(int64_t t) {
+  {
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    auto it = plans_.find(t);
+    if (it != plans_.end()) {
+      StepPlan plan = std::move(it->second);
+      plans_.erase(it);
+      return plan;
     }
   }
-  return keys;
+  return plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
 }
 
 void Trainer::step(int64_t t) {
   Stopwatch sw;
-  const auto plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
-  const int64_t K = static_cast<int64_t>(plan.classes.size()), N = cfg_.batch.gen_per_class;
-  const bool guided = cfg_.batch.unc_per_class > 0 && data_->spec().num_classes > 0;
-  const auto [b, e] = rank_slice(N, rank_, world_);
-  const int64_t n = e - b;
-
-  // Generator inputs of this rank's rows: row i of class slot k is global sample k*N + b + i.
-  std::vector<torch::Tensor> noise, style;
-  std::vector<int64_t> labels;
-  std::vector<float> alphas;
-  for (int64_t k = 0; k < K; ++k) {
-    auto in = models::draw_generator_inputs(*gen_, cfg_.seed, rng::Stream::kNoise, t, k * N + b, n);
-    noise.push_back(in.noise);
-    if (in.style.defined()) style.push_back(in.style);
-    const int64_t label = data_->spec().num_classes > 0 ? plan.classes[k] : gen_->null_class();
-    labels.insert(labels.end(), n, label);
-    alphas.insert(alphas.end(), n, guided ? static_cast<float>(plan.alphas[k]) : 1.0f);
-  }
+  const StepPlan plan = take_plan(t);
   // This rank's slice of the step's real rows (drawn from (seed, t) like everything else).
-  auto batch = loader_ ? loader_->next() : data::load_step(*data_, cfg_.seed, request(t), rank_, world_);
+  auto batch = loader_ ? loader_->next()
+                       : data::load_step(*data_, cfg_.seed, step_request(step_ctx_, t, plan), rank_, world_);
   DL_CHECK(batch.step == static_cast<uint64_t>(t), "loader delivered step " << batch.step << " for step " << t);
   phases_.add("data", sw.seconds());
+  const StepStats stats = run_step(step_ctx_, t, plan, batch, &phases_);
+  const drift::TotalLoss& total = stats.total;
 
-  sw.reset();
-  auto x = gen_->forward(torch::cat(noise).to(device_), torch::tensor(labels, torch::kLong).to(device_),
-                         torch::tensor(alphas).to(device_), style.empty() ? torch::Tensor() : torch::cat(style).to(device_));
-  phases_.add("generator", sw.seconds());
-
-  sw.reset();
-  std::vector<torch::Tensor> gen_feats{x};
-  for (auto& f : encode(x, true)) gen_feats.push_back(f);
-  auto pos_local = batch.positives.to(device_), unc_local = batch.unconditional.to(device_);
-  std::vector<torch::Tensor> pos_feats{pos_local}, unc_feats;
-  for (auto& f : encode(pos_local, false)) pos_feats.push_back(f);
-  if (guided) {
-    unc_feats.push_back(unc_local);
-    for (auto& f : encode(unc_local, false)) unc_feats.push_back(f);
-  }
-  phases_.add("encoder", sw.seconds());
-
-  sw.reset();
-  std::vector<torch::Tensor> gen_all;
-  for (const auto& f : gen_feats) gen_all.push_back(world_ == 1 ? torch::Tensor() : gather_class_major(comm_, f, K));
-  pos_feats = gather_in_order(comm_, pos_feats);
-  if (guided) unc_feats = gather_in_order(comm_, unc_feats);
-  phases_.add("communication", sw.seconds());
-
-  sw.reset();
-  torch::Tensor unc_weight;
-  if (guided) {
-    std::vector<float> w;
-    for (double a : plan.alphas) w.push_back(static_cast<float>(drift::cfg_unconditional_weight(a, N, cfg_.batch.unc_per_class)));
-    unc_weight = torch::tensor(w).to(device_);
-  }
-  auto keys = make_keys(gen_feats, gen_all, pos_feats, unc_feats, b, unc_weight, K);
-  auto total = drift::total_loss(keys, field_, &reducer_);
-  phases_.add("drift", sw.seconds());
-
-  sw.reset();
-  gen_->zero_grad();
-  // The loss is this rank's share of the global loss; the gradient sync averages, so scale by W
-  // to make the synchronised gradient the gradient of the global loss.
-  (total.loss * static_cast<double>(world_)).backward();
-  phases_.add("backward", sw.seconds());
   sw.reset();
   buckets_->synchronize();
   phases_.add("communication", sw.seconds());
@@ -423,13 +330,11 @@ void Trainer::step(int64_t t) {
   ++logged_steps_;
 }
 
-data::StepRequest Trainer::request(uint64_t t) const {
-  const auto plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
-  data::StepRequest r;
-  r.step = t;
-  for (int64_t c : plan.classes) r.classes.push_back(data_->spec().num_classes > 0 ? c : data::kAnyClass);
-  r.pos_per_class = cfg_.batch.pos_per_class;
-  r.unc_per_class = data_->spec().num_classes > 0 ? cfg_.batch.unc_per_class : 0;
+data::StepRequest Trainer::request(uint64_t t) {
+  StepPlan plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
+  data::StepRequest r = step_request(step_ctx_, static_cast<int64_t>(t), plan);
+  std::lock_guard<std::mutex> lock(plans_mutex_);
+  plans_[static_cast<int64_t>(t)] = std::move(plan);
   return r;
 }
 
