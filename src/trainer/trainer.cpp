@@ -83,7 +83,6 @@ class Trainer {
   models::GeneratorConfig gen_cfg_;
   models::GeneratorPtr gen_, ema_gen_;
   models::EncoderPtr enc_;
-  bool identity_encoder_ = true;
   std::vector<torch::Tensor> params_;
   std::vector<std::pair<std::string, torch::Tensor>> named_;  // parameters, then buffers
   std::vector<std::string> param_names_;
@@ -92,7 +91,6 @@ class Trainer {
   LrSchedule lr_schedule_;
   std::unique_ptr<comm::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
-  drift::FieldOptions field_;
   drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
   GuidanceOptions guidance_;
   int64_t classes_per_step_ = 1;
@@ -132,7 +130,6 @@ void Trainer::build() {
   record_ = cfg_.record;
   for (const auto& [k, v] : gen_cfg_.to_map()) record_[k] = v;
   for (const auto& [k, v] : models::encoder_record(enc_cfg)) record_[k] = v;
-  identity_encoder_ = enc_cfg.kind == "identity";
   enc_ = models::make_frozen_encoder(enc_cfg);
   gen_->to(device_);
   ema_gen_->to(device_);
@@ -149,20 +146,19 @@ void Trainer::build() {
   ema_ = std::make_unique<Ema>(params_, cfg_.optim.ema_decay);
   buckets_ = std::make_unique<comm::GradientBuckets>(comm_, params_);
 
-  field_.taus = cfg_.objective.taus;
-  field_.floor = cfg_.objective.floor;
-  field_.path = cfg_.objective.path;
-  field_.workspace = &drift_ws_;
+  step_ctx_.field.taus = cfg_.objective.taus;
+  step_ctx_.field.floor = cfg_.objective.floor;
+  step_ctx_.field.path = cfg_.objective.path;
+  step_ctx_.field.workspace = &drift_ws_;
   guidance_ = cfg_.batch.guidance;
-  drift_norm_sum_.assign(field_.taus.size(), 0.0);
+  drift_norm_sum_.assign(cfg_.objective.taus.size(), 0.0);
   step_ctx_.batch = cfg_.batch;
-  step_ctx_.field = field_;
   step_ctx_.keys.per_location = cfg_.objective.keys_per_location;
   step_ctx_.keys.patch2 = step_ctx_.keys.patch4 = cfg_.objective.keys_patch;
   step_ctx_.seed = cfg_.seed;
   step_ctx_.num_classes = spec.num_classes;
   step_ctx_.gen = gen_.get();
-  step_ctx_.encoder = identity_encoder_ ? nullptr : enc_.get();
+  step_ctx_.encoder = enc_cfg.kind == "identity" ? nullptr : enc_.get();
   step_ctx_.comm = &comm_;
   step_ctx_.reducer = &reducer_;
   step_ctx_.device = device_;
@@ -402,7 +398,7 @@ int Trainer::run() {
                                         {"grad_norm", grad_norm_sum_ / logged_steps_},
                                         {"lr", learning_rate(t, lr_schedule_)},
                                         {"samples_per_s", per_s}};
-      for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(field_.taus[i]).substr(0, 5)] = dn[i];
+      for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(cfg_.objective.taus[i]).substr(0, 5)] = dn[i];
       // Diversity per key: spread of the generated features over that of the real ones (1: as
       // varied as the data; a collapse shows as a ratio falling toward 0).
       std::string spread_text, low_key;
@@ -420,7 +416,7 @@ int Trainer::run() {
       const double total_time = phases_.sum();
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
       metrics_->log(done, row);
-      LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(field_.taus, 6, ",") << ") "
+      LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(cfg_.objective.taus, 6, ",") << ") "
                 << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
                 << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
                 << ProgressBar::format_duration(eta);
