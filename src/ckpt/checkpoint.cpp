@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "common/fileio.h"
 #include "driftlab_config.h"
 
 namespace fs = std::filesystem;
@@ -50,39 +51,6 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, size_t n,
   return c;
 }
 #endif
-
-std::string errno_text() { return std::strerror(errno); }
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    DL_REQUIRE(w > 0, "cannot write '" << path << "': " << errno_text());
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;  // best effort: some file systems refuse directory fds
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Writes `bytes` to `path` durably: tmp name, fsync, rename, directory fsync.
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  DL_REQUIRE(fd >= 0, "cannot create '" << tmp << "': " << errno_text());
-  write_all(fd, bytes.data(), bytes.size(), tmp);
-  DL_REQUIRE(::fsync(fd) == 0, "cannot fsync '" << tmp << "': " << errno_text());
-  ::close(fd);
-  DL_REQUIRE(::rename(tmp.c_str(), path.c_str()) == 0,
-             "cannot rename '" << tmp << "' to '" << path << "': " << errno_text());
-  fsync_dir(fs::path(path).parent_path().string());
-}
 
 std::string shard_name(int rank) {
   char buf[32];

@@ -32,7 +32,7 @@
 #include "ckpt/checkpoint.h"      // sharded checkpoints
 #include "trainer/metrics.h"         // metrics.jsonl + TensorBoard events
 #include "common/optim.h"           // AdamW, EMA, clipping, schedule
-#include "trainer/signals.h"         // graceful stop
+#include "common/signals.h"         // graceful stop
 #include "trainer/step_plan.h"       // classes, alphas, rank slices
 #include "trainer/config.h"          // TrainConfig
 #include "trainer/step.h"            // run_step: one step's computation
@@ -259,6 +259,7 @@ void Trainer::save(int64_t next_step) {
     for (const auto& [k, v] : record_) (*man.mutable_config()->mutable_flags())[k] = v;
     man.mutable_config()->set_model_description(gen_cfg_.to_text());
     for (const auto& [k, v] : data::spec_to_map(data_->spec())) (*man.mutable_config()->mutable_dataset())[k] = v;
+    for (int64_t n : data_->class_counts()) man.mutable_config()->add_class_counts(n);  // the sampler's class prior
     man.mutable_cursors()->set_seed(cfg_.seed);
     man.mutable_cursors()->set_next_step(next_step);
     man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * cfg_.batch.gen_per_class);
