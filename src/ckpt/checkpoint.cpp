@@ -18,6 +18,7 @@
 
 #include "common/check.h"
 #include "common/fileio.h"
+#include "ckpt/run_record.h"
 #include "driftlab_config.h"
 
 namespace fs = std::filesystem;
@@ -192,8 +193,10 @@ proto::Manifest read_manifest(const std::string& step_dir) {
   std::fclose(f);
   proto::Manifest m;
   DL_REQUIRE(m.ParseFromString(bytes), "checkpoint manifest '" << path << "' is corrupt (not a valid Manifest message)");
-  DL_REQUIRE(m.format_version() == kFormatVersion, "checkpoint manifest '" << path << "' has format version "
-             << m.format_version() << ", this build reads version " << kFormatVersion);
+  DL_REQUIRE(m.format_version() >= kOldestReadableVersion && m.format_version() <= kFormatVersion,
+             "checkpoint manifest '" << path << "' has format version " << m.format_version() << ", this build reads versions "
+             << kOldestReadableVersion << " to " << kFormatVersion
+             << (m.format_version() > kFormatVersion ? " (it was written by a newer driftlab: update this build)" : ""));
   for (const auto& e : m.tensors()) {
     DL_REQUIRE(e.flat_begin() >= 0 && e.flat_begin() <= e.flat_end() && e.flat_end() <= numel_of(e.shape()),
                "checkpoint manifest '" << path << "': tensor " << e.name() << " has an invalid slice");
@@ -342,7 +345,7 @@ std::string describe(const proto::Manifest& m, bool with_flags) {
     os << "  " << e.shard() << "@" << e.offset() << "\n";
   }
   if (with_flags) {
-    std::map<std::string, std::string> sorted(m.config().flags().begin(), m.config().flags().end());
+    const std::map<std::string, std::string> sorted = flat_record(typed_record(m));
     os << "flags (" << sorted.size() << "):\n";
     for (const auto& [k, v] : sorted) os << "  --" << k << "=" << v << "\n";
   }

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ckpt/checkpoint.h"
+#include "ckpt/run_record.h"
 #include "comm/topology.h"
 #include "common/check.h"
 #include "common/fileio.h"
@@ -75,27 +76,7 @@ std::string text_of(const proto::SamplingJob& job) {
 // Every field that determines the contents and differs (the checkpoint's path and the version of
 // driftlab that wrote the record do not count: a moved run directory still resumes).
 std::vector<std::string> differences(const proto::SamplingJob& want, const proto::SamplingJob& have) {
-  const auto* d = proto::SamplingJob::descriptor();
-  const auto* r = proto::SamplingJob::GetReflection();
-  std::vector<std::string> out;
-  for (int i = 0; i < d->field_count(); ++i) {
-    const auto* f = d->field(i);
-    if (f->name() == "checkpoint" || f->name() == "driftlab_version" || f->name() == "dataset_id") continue;
-    auto only = [&](const proto::SamplingJob& m) {
-      proto::SamplingJob c = m;
-      for (int j = 0; j < d->field_count(); ++j)
-        if (j != i) r->ClearField(&c, d->field(j));
-      std::string s;
-      google::protobuf::TextFormat::Printer p;
-      p.SetSingleLineMode(true);
-      p.PrintToString(c, &s);
-      while (!s.empty() && s.back() == ' ') s.pop_back();
-      return s;
-    };
-    const std::string a = only(want), b = only(have);
-    if (a != b) out.push_back(f->name() + ": now " + (a.empty() ? "(unset)" : a) + ", output has " + (b.empty() ? "(unset)" : b));
-  }
-  return out;
+  return ckpt::field_differences(have, want, "", {"checkpoint", "driftlab_version", "dataset_id"});
 }
 
 // Removes an earlier output (only when it looks like one: our job record, or a shard data set).
@@ -145,7 +126,8 @@ std::string prepare_output(const fs::path& out, const proto::SamplingJob& job, c
       }
       if (!force) {
         std::ostringstream m;
-        m << out.string() << " holds the output of a sampling job with other settings (" << rec.string() << "):";
+        m << out.string() << " holds the output of a sampling job with other settings (" << rec.string()
+          << "; output -> now):";
         for (const auto& d : diff) m << "\n  " << d;
         m << "\nrun with the same flags to continue that job, choose another --out, or pass --force to replace it";
         throw UserError(m.str());
@@ -322,10 +304,9 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
 
   const std::string dir = resolve_checkpoint(cfg.checkpoint);
   const auto man = ckpt::read_manifest(dir);
-  std::map<std::string, std::string> flags(man.config().flags().begin(), man.config().flags().end());
-  const auto gen_cfg = models::GeneratorConfig::from_map(flags);
-  std::map<std::string, std::string> ds(man.config().dataset().begin(), man.config().dataset().end());
-  const auto spec = data::spec_from_map(ds, "checkpoint " + dir);
+  const auto record = ckpt::record_maps(man);  // typed (format 2) or from the flag map (format 1)
+  const auto gen_cfg = models::GeneratorConfig::from_map(record.generator);
+  const auto spec = data::spec_from_map(record.dataset, "checkpoint " + dir);
   auto gen = models::make_generator(gen_cfg);
   std::vector<std::pair<std::string, torch::Tensor>> params, buffers;
   for (auto& p : gen->named_parameters()) params.emplace_back(p.key(), p.value());

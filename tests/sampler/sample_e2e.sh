@@ -84,7 +84,7 @@ echo "stopped after $n of 80 units; resumed; identical; finished job not redone"
 
 echo "== other flags on an existing output are refused (each difference named); --force replaces"
 if sample 1 term "${flags[@]}" --sample_seed=7 --alpha=1; then fail "a different seed was accepted on an existing output"; fi
-grep -q "sample_seed: now sample_seed: 7, output has (unset)" "$work/term.log" || { cat "$work/term.log"; fail "the refusal does not name the seed"; }
+grep -q "sample_seed: '0' -> '7'" "$work/term.log" || { cat "$work/term.log"; fail "the refusal does not name the seed"; }
 same_files "$work/full" "$work/term"
 sample 1 term --num_samples=500 --force || { cat "$work/term.log"; fail "--force"; }
 [ "$(ls "$work/term" | grep -c '\.h5$')" = 1 ] || fail "--force did not replace the output"
