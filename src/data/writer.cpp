@@ -208,6 +208,7 @@ void ShardFileWriter::close() {
   DL_CHECK_HDF5(H5Fflush(s.file.get(), H5F_SCOPE_GLOBAL));
   s.file.reset();
   s.closed = true;
+  H5garbage_collect();  // HDF5 keeps freed structures on its own free lists: a long job writes many files
 }
 
 int64_t ShardFileWriter::rows_written() const { return s_->written; }

@@ -207,21 +207,23 @@ void assemble_npz(const fs::path& out, const data::DatasetSpec& spec, int64_t n)
   LOG(INFO) << "wrote " << (out / kNpzName).string() << " (" << n << " samples) in " << sw.seconds() << " s";
 }
 
-// OUT.png from the first samples of the finished output: `count` images, or up to 50 000 points
-// (a side output: failures only warn).
-void write_picture(const fs::path& out, const proto::SamplingJob& job, const data::DatasetSpec& spec, int count) {
+// OUT.png of the first samples: `count` images, or up to 50 000 points. They are generated
+// again (sample i is a pure function of its index), not read back, so the picture costs the same
+// whatever the size of the output. A side output: failures only warn.
+void write_picture(const fs::path& out, const proto::SamplingJob& job, const data::DatasetSpec& spec, int count,
+                   models::GeneratorImpl& gen, const std::vector<int64_t>& class_counts, torch::Device device) {
   try {
-    auto set = data::open_sample_set(out.string(), &spec);
     const bool images = spec.decoded_shape().size() == 3;
-    const int64_t shown = std::min<int64_t>(set->size(), images ? count : kMaxPicturePoints);
-    std::vector<int64_t> idx(static_cast<size_t>(shown));
-    for (int64_t i = 0; i < shown; ++i) idx[static_cast<size_t>(i)] = i;
-    auto samples = set->read(idx).first;
+    const int64_t shown = std::min<int64_t>(job.num_samples(), images ? count : kMaxPicturePoints);
+    const auto classes = class_of_samples(job.classes(), spec.num_classes > 0 ? gen.config().num_classes : 0,
+                                          gen.null_class(), job.sample_seed(), 0, shown, class_counts);
+    auto samples = models::generate(gen, job.sample_seed(), rng::Stream::kSample, 0, 0, torch::tensor(classes, torch::kLong),
+                                    torch::full({shown}, job.alpha()), job.batch_size(), device);
     const int cols = spec.num_classes > 0 && job.classes() == "all"
                          ? static_cast<int>(std::min<int64_t>(spec.num_classes, shown)) : 0;
     const std::string png = out.string() + ".png";
     write_png(png, data::picture(spec, samples, torch::Tensor(), cols));
-    LOG(INFO) << "picture of " << shown << " samples: " << png;
+    LOG(INFO) << "picture of the first " << shown << " samples: " << png;
   } catch (const std::exception& e) {
     LOG(WARNING) << "no picture written for " << out.string() << ": " << e.what();
   }
@@ -403,7 +405,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
     for (int k = 0; k < job.units(); ++k) complete = complete && fs::exists(committed_path(out, job, k));
     if (complete) {
       if (cfg.format == "npz") assemble_npz(out, spec, cfg.num_samples);
-      if (cfg.picture_count > 0) write_picture(out, job, spec, cfg.picture_count);
+      if (cfg.picture_count > 0) write_picture(out, job, spec, cfg.picture_count, *gen, counts, device);
       std::printf("wrote %lld samples to %s (%s)\n", static_cast<long long>(cfg.num_samples), cfg.out.c_str(),
                   cfg.format.c_str());
     } else {
