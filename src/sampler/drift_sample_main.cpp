@@ -27,7 +27,7 @@ DEFINE_string(format, "h5", "output format: h5 (the project's shard format), png
               "pytorch-fid) or npz (arr_0 uint8 [N, H, W, C] plus labels, for the guided-diffusion evaluation suite)");
 DEFINE_int32(out_shards, 0, "units of work K (h5: the output's shards): unit k holds samples [k N / K, (k+1) N / K) and "
              "is committed atomically; 0: one unit per --shard_size samples");
-DEFINE_int64(shard_size, 4096, "samples per unit when --out_shards=0");
+DEFINE_int64(shard_size, 1024, "samples per unit when --out_shards=0 (small units balance the ranks and lose little work to a kill)");
 DEFINE_bool(force, false, "replace an existing output that was made with other settings (the same settings resume it)");
 DEFINE_bool(ema, true, "use the EMA weights (false: the raw training weights)");
 DEFINE_int32(picture_count, 64, "images shown in OUT.png (2-D data: up to 50000 points; 0: no picture)");

@@ -30,7 +30,7 @@ struct SampleConfig {
   std::string out;                 // output folder
   std::string format = "h5";       // h5, png, npz
   int units = 0;                   // K; 0: ceil(num_samples / unit_size)
-  int64_t unit_size = 4096;
+  int64_t unit_size = 1024;
   bool force = false;              // replace an existing output made with another configuration
   bool ema = true;
   int picture_count = 64;          // images in OUT.png (points: up to 50 000)
