@@ -53,13 +53,13 @@ void validate(const CompareConfig& c) {
   DL_REQUIRE(c.threads >= 0, "--eval_threads must be >= 0 (0: all cores), got " << c.threads);
 }
 
-int compare(const CompareConfig& c) {
-  validate(c);
-  auto ref = data::open_sample_set(c.reference);
-  auto gen = data::open_sample_set(c.generated, &ref->spec());
+int compare(const CompareConfig& config) {
+  validate(config);
+  auto ref = data::open_sample_set(config.reference);
+  auto gen = data::open_sample_set(config.generated, &ref->spec());
   DL_REQUIRE(gen->spec().decoded_shape() == ref->spec().decoded_shape(),
              "--generated holds " << gen->spec().describe() << " but --reference holds " << ref->spec().describe());
-  const int64_t half = std::min(ref->size() / 2, c.max_samples);
+  const int64_t half = std::min(ref->size() / 2, config.max_samples);
   const int64_t gn = std::min(gen->size(), half);
   DL_REQUIRE(half >= 10 && gn >= 10, "compare needs at least 20 reference and 10 generated samples");
   auto [a, a_lab] = subsample(*ref, 0, half, 1);
@@ -83,7 +83,7 @@ int compare(const CompareConfig& c) {
     rows.push_back({name.str(), mmd2(flat(g), flat(a), f * med, V), mmd2(flat(b), flat(a), f * med, V),
                     images ? "V-statistic, pixels" : "V-statistic"});
   }
-  auto pr_g = knn_precision_recall(flat(g), flat(a), c.knn_k), pr_b = knn_precision_recall(flat(b), flat(a), c.knn_k);
+  auto pr_g = knn_precision_recall(flat(g), flat(a), config.knn_k), pr_b = knn_precision_recall(flat(b), flat(a), config.knn_k);
   rows.push_back({"precision (k-NN)", pr_g.precision, pr_b.precision, "higher is better"});
   rows.push_back({"recall (k-NN)", pr_g.recall, pr_b.recall, "higher is better"});
   if (!images && ref->labelled()) {
@@ -97,7 +97,7 @@ int compare(const CompareConfig& c) {
       centers.push_back(mu);
       spread += (pts - mu).square().sum(1).mean().item<double>() / k;
     }
-    const double radius = c.mode_radius > 0 ? c.mode_radius : 3 * std::sqrt(spread);
+    const double radius = config.mode_radius > 0 ? config.mode_radius : 3 * std::sqrt(spread);
     auto cs = torch::stack(centers);
     auto mc_g = mode_coverage(flat(g), cs, radius), mc_b = mode_coverage(flat(b), cs, radius);
     rows.push_back({"modes missed (of " + std::to_string(cs.size(0)) + ")", static_cast<double>(mc_g.missed),
@@ -117,8 +117,8 @@ int compare(const CompareConfig& c) {
     }
     mode_share_text = shares;
   }
-  if (images && !c.classifier.empty()) {
-    auto clf = load_classifier(c.classifier);
+  if (images && !config.classifier.empty()) {
+    auto clf = load_classifier(config.classifier);
     auto fa = classifier_features(clf, a), fb = classifier_features(clf, b), fg = classifier_features(clf, g);
     rows.push_back({"classifier Frechet distance", frechet_distance(fg, fa), frechet_distance(fb, fa),
                     "project classifier features, not Inception FID"});
@@ -137,9 +137,9 @@ int compare(const CompareConfig& c) {
   std::printf("\nEnergy distance and MMD^2 are V-statistics (never negative): two sets drawn from one distribution\n"
               "score about the floor, so a ratio near 1 means the metric cannot tell the generated set from real\n"
               "data at this sample size.\n");
-  if (!c.json.empty()) {
-    std::ofstream f(c.json);
-    DL_REQUIRE(f, "cannot write --json file '" << c.json << "'");
+  if (!config.json.empty()) {
+    std::ofstream f(config.json);
+    DL_REQUIRE(f, "cannot write --json file '" << config.json << "'");
     f << "{\"generated\": \"" << json_escape(gen->path()) << "\", \"reference\": \"" << json_escape(ref->path())
       << "\", \"samples\": " << gn << ", \"metrics\": [";
     for (size_t i = 0; i < rows.size(); ++i)
@@ -147,16 +147,16 @@ int compare(const CompareConfig& c) {
         << rows[i].value << ", \"floor\": " << rows[i].floor << "}";
     f << "]}\n";
   }
-  if (!c.png.empty()) {
+  if (!config.png.empty()) {
     if (images) {
       const int64_t n = std::min<int64_t>(32, std::min(g.size(0), b.size(0)));
-      write_png(c.png, image_grid(torch::cat({g.slice(0, 0, n), b.slice(0, 0, n)}), 8));
+      write_png(config.png, image_grid(torch::cat({g.slice(0, 0, n), b.slice(0, 0, n)}), 8));
     } else if (g.size(1) == 2) {
       const auto bounds = Canvas::fit_bounds({g, a});
-      Canvas c(640, 640, bounds[0], bounds[1], bounds[2], bounds[3]);
-      c.points(a, {150, 150, 150}, 1, 0.35f);
-      c.points(g, {30, 90, 200}, 1, 0.6f);
-      write_png(c.png, c.image());
+      Canvas canvas(640, 640, bounds[0], bounds[1], bounds[2], bounds[3]);
+      canvas.points(a, {150, 150, 150}, 1, 0.35f);
+      canvas.points(g, {30, 90, 200}, 1, 0.6f);
+      write_png(config.png, canvas.image());
     }
   }
   return 0;

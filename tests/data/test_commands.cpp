@@ -86,7 +86,9 @@ TEST(DataCommands, ToyWrittenThenInspected) {
   toy.labels = true;
   toy.write.num_shards = 3;
   toy.write.show_progress = false;
+  testing::internal::CaptureStdout();
   EXPECT_EQ(run_command(toy), 0);
+  EXPECT_NE(testing::internal::GetCapturedStdout().find("wrote 300 samples in 3 shard(s) to " + toy.out), std::string::npos);
   auto set = ShardSet::open(toy.out);
   EXPECT_EQ(set->size(), 300);
   EXPECT_EQ(set->num_shards(), 3);

@@ -95,7 +95,10 @@ TEST(Compare, WritesEveryMetricOfTwoToySetsToJson) {
   c.generated = (dir / "gen").string();
   c.max_samples = 100;
   c.json = (dir / "out.json").string();
+  testing::internal::CaptureStdout();
   EXPECT_EQ(compare(c), 0);
+  const std::string table = testing::internal::GetCapturedStdout();
+  EXPECT_NE(table.find("energy distance"), std::string::npos) << table;
   std::ifstream in(c.json);
   std::stringstream ss;
   ss << in.rdbuf();
