@@ -1,5 +1,6 @@
 // drift_eval's typed configs: every validation rule names its flag and the bad value; compare()
-// on two small labelled toy sets writes every metric row to --json and refuses a bad config itself.
+// on two small labelled toy sets prints the table, writes every metric row to --json and the
+// scatter to --png, and refuses a bad config itself.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -95,6 +96,7 @@ TEST(Compare, WritesEveryMetricOfTwoToySetsToJson) {
   c.generated = (dir / "gen").string();
   c.max_samples = 100;
   c.json = (dir / "out.json").string();
+  c.png = (dir / "points.png").string();  // 2-D data: a scatter of both sets
   testing::internal::CaptureStdout();
   EXPECT_EQ(compare(c), 0);
   const std::string table = testing::internal::GetCapturedStdout();
@@ -106,6 +108,7 @@ TEST(Compare, WritesEveryMetricOfTwoToySetsToJson) {
   EXPECT_NE(json.find("\"samples\": 100"), std::string::npos) << json;
   for (const char* metric : {"energy distance", "precision (k-NN)", "recall (k-NN)", "modes missed (of 8)"})
     EXPECT_NE(json.find(metric), std::string::npos) << metric << " missing from " << json;
+  EXPECT_GT(fs::file_size(c.png), 0u);
   c.max_samples = 5;  // compare() validates its config itself
   EXPECT_THROW(compare(c), UserError);
   fs::remove_all(dir);
