@@ -1,6 +1,7 @@
 // drift_eval's typed configs: every validation rule names its flag and the bad value; compare()
 // on two small labelled toy sets prints the table, writes every metric row to --json and the
-// scatter to --png, and refuses a bad config itself.
+// scatter to --png, and refuses a bad config itself; train-classifier trains one epoch on a tiny
+// two-class image set, writes a loadable file and reports the test accuracy.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 #include "data/converters.h"
@@ -111,6 +113,55 @@ TEST(Compare, WritesEveryMetricOfTwoToySetsToJson) {
   EXPECT_GT(fs::file_size(c.png), 0u);
   c.max_samples = 5;  // compare() validates its config itself
   EXPECT_THROW(compare(c), UserError);
+  fs::remove_all(dir);
+}
+
+// An IDX file: big-endian magic and sizes, then the bytes.
+void write_idx(const std::string& file, uint32_t magic, const std::vector<uint32_t>& dims,
+               const std::vector<uint8_t>& bytes) {
+  std::ofstream f(file, std::ios::binary);
+  auto be = [&](uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) f.put(static_cast<char>(static_cast<uint8_t>(v >> s)));
+  };
+  be(magic);
+  for (uint32_t d : dims) be(d);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(ClassifierTrain, OneEpochWritesTheFileAndReportsTheTestAccuracy) {
+  const fs::path dir = fs::temp_directory_path() / ("driftlab_test_classifier_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // 40 images 8x8 of two classes: dark (0) and bright (1).
+  const uint32_t n = 40, side = 8;
+  std::vector<uint8_t> px(n * side * side), lab(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    lab[i] = static_cast<uint8_t>(i % 2);
+    for (uint32_t k = 0; k < side * side; ++k) px[i * side * side + k] = static_cast<uint8_t>(lab[i] ? 200 + k % 50 : k % 50);
+  }
+  write_idx((dir / "img").string(), 0x803, {n, side, side}, px);
+  write_idx((dir / "lab").string(), 0x801, {n}, lab);
+  data::WriteOptions w;
+  w.show_progress = false;
+  data::convert_idx((dir / "img").string(), (dir / "lab").string(), (dir / "train").string(), w);
+  ClassifierTrainConfig c;
+  c.data = (dir / "train").string();
+  c.test_data = c.data;
+  c.out = (dir / "clf.pt").string();
+  c.training.epochs = 1;
+  c.training.batch = 8;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(train_and_save_classifier(c), 0);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("classifier written to " + c.out), std::string::npos) << out;
+  EXPECT_NE(out.find("test accuracy on "), std::string::npos) << out;
+  auto clf = load_classifier(c.out);
+  EXPECT_EQ(clf->num_classes, 2);
+  EXPECT_EQ(clf->height, 8);
+  c.training.batch = 0;  // validated by the job itself, before any work
+  fs::remove(c.out);
+  EXPECT_THROW(train_and_save_classifier(c), UserError);
+  EXPECT_FALSE(fs::exists(c.out));
   fs::remove_all(dir);
 }
 
