@@ -35,6 +35,34 @@ DEFINE_string(reduce_chunks, "", "MPI backend: comma-separated reduction chunk s
 namespace driftlab::comm {
 namespace {
 
+// The bench's settings, typed: filled from the flags in one place (config_from_flags), validated once.
+struct CommBenchConfig {
+  int64_t min_bytes = 4 << 10, max_bytes = 64 << 20;  // all-reduce message sizes (doubling)
+  int64_t bytes_per_trial = 256 << 20;                // sets the iterations per size
+  int trials = 5;                                     // the best is reported
+  int blocks = 8;                                     // blocks of the MLP model
+  std::string backend = "auto";
+  int small_tensors = 2048;
+  int sync_iters = 10;
+  std::vector<int64_t> reduce_chunks;                 // MPI reduction chunk sizes; empty: the default only
+};
+
+CommBenchConfig config_from_flags() {
+  CommBenchConfig c;
+  c.min_bytes = FLAGS_min_bytes, c.max_bytes = FLAGS_max_bytes, c.bytes_per_trial = FLAGS_bytes_per_trial;
+  c.trials = FLAGS_trials, c.blocks = FLAGS_blocks, c.backend = FLAGS_backend;
+  c.small_tensors = FLAGS_small_tensors, c.sync_iters = FLAGS_sync_iters;
+  std::stringstream list(FLAGS_reduce_chunks);
+  for (std::string item; std::getline(list, item, ',');) c.reduce_chunks.push_back(std::stoll(item));
+  return c;
+}
+
+void validate(const CommBenchConfig& c) {
+  DL_REQUIRE(c.min_bytes >= 4 && c.min_bytes <= c.max_bytes,
+             "--min_bytes=" << c.min_bytes << " / --max_bytes=" << c.max_bytes << ": expected 4 <= min_bytes <= max_bytes");
+  DL_REQUIRE(c.sync_iters > 0 && c.blocks > 0, "--sync_iters and --blocks must be positive");
+}
+
 // Runs fn `iters` times after a barrier, `trials` times; returns the best trial's mean seconds
 // per call, each trial timed by its slowest rank. The best trial filters out interference from
 // other processes on a shared machine.
@@ -52,19 +80,19 @@ double timed(Communicator& comm, int iters, Fn&& fn, int trials = 1) {
   return best;
 }
 
-void bandwidth_sweep(Communicator& comm) {
+void bandwidth_sweep(Communicator& comm, const CommBenchConfig& c) {
   const int n = comm.world_size();
   if (comm.rank() == 0) {
     std::printf("all-reduce (sum, float32, backend %s, %d ranks; best of %d trials)\n", comm.backend().c_str(), n,
-                FLAGS_trials);
+                c.trials);
     std::printf("%12s %8s %12s %12s %12s\n", "bytes", "iters", "time_us", "algbw_GB/s", "busbw_GB/s");
   }
-  for (int64_t bytes = FLAGS_min_bytes; bytes <= FLAGS_max_bytes; bytes *= 2) {
+  for (int64_t bytes = c.min_bytes; bytes <= c.max_bytes; bytes *= 2) {
     torch::Tensor t = torch::ones({bytes / 4}, torch::TensorOptions().dtype(torch::kFloat).device(comm.device()));
-    // About FLAGS_bytes_per_trial moved per trial, the same count on every rank.
-    int iters = static_cast<int>(std::clamp<int64_t>(FLAGS_bytes_per_trial / bytes, 3, 1000));
+    // About --bytes_per_trial moved per trial, the same count on every rank.
+    int iters = static_cast<int>(std::clamp<int64_t>(c.bytes_per_trial / bytes, 3, 1000));
     comm.all_reduce_sum(t);  // warm-up: first touch, connection set-up
-    double sec = timed(comm, iters, [&] { comm.all_reduce_sum(t); }, FLAGS_trials);
+    double sec = timed(comm, iters, [&] { comm.all_reduce_sum(t); }, c.trials);
     double algbw = bytes / sec / 1e9;
     double busbw = algbw * 2.0 * (n - 1) / n;
     if (comm.rank() == 0) std::printf("%12ld %8d %12.1f %12.3f %12.3f\n", static_cast<long>(bytes), iters, sec * 1e6, algbw, busbw);
@@ -72,7 +100,8 @@ void bandwidth_sweep(Communicator& comm) {
 }
 
 // Times per-parameter all-reduces against the buckets for gradients of these parameters.
-void gradient_sync(Communicator& comm, const std::string& title, std::vector<torch::Tensor> params) {
+void gradient_sync(Communicator& comm, const CommBenchConfig& c, const std::string& title,
+                   std::vector<torch::Tensor> params) {
   int64_t numel = 0;
   for (auto& p : params) {
     p.mutable_grad() = torch::randn_like(p);
@@ -85,21 +114,21 @@ void gradient_sync(Communicator& comm, const std::string& title, std::vector<tor
   auto per_param = [&] {
     for (auto& p : params) comm.all_reduce_avg(p.mutable_grad());
   };
-  const int iters = FLAGS_sync_iters;
+  const int iters = c.sync_iters;
   // Warm up each path once (first-touch of buffers, MPI connection set-up).
   per_param();
   bucketed.synchronize();
   overlapped.synchronize();
   // Trials interleave the methods so slow phases of a shared machine hit them alike.
   double t_param = 1e300, t_bucket = 1e300, t_overlap = 1e300;
-  for (int k = 0; k < FLAGS_trials; ++k) {
+  for (int k = 0; k < c.trials; ++k) {
     t_param = std::min(t_param, timed(comm, iters, per_param));
     t_bucket = std::min(t_bucket, timed(comm, iters, [&] { bucketed.synchronize(); }));
     t_overlap = std::min(t_overlap, timed(comm, iters, [&] { overlapped.synchronize(); }));
   }
   if (comm.rank() == 0) {
     std::printf("gradient sync, %s: %ld parameters in %zu tensors (%.1f MiB float32), %d ranks, %d iterations x %d trials\n",
-                title.c_str(), static_cast<long>(numel), params.size(), numel * 4.0 / (1 << 20), comm.world_size(), iters, FLAGS_trials);
+                title.c_str(), static_cast<long>(numel), params.size(), numel * 4.0 / (1 << 20), comm.world_size(), iters, c.trials);
     std::printf("  one call per parameter          : %9.3f ms\n", t_param * 1e3);
     std::printf("  %2zu buckets, one at a time       : %9.3f ms   per-parameter / bucketed = %.2f\n",
                 bucketed.buckets().size(), t_bucket * 1e3, t_param / t_bucket);
@@ -117,36 +146,32 @@ int main(int argc, char** argv) {
                             "Usage: mpirun -np 2 comm_bench [--min_bytes=4096] [--max_bytes=67108864] [--reduce_chunks=1048576,16777216]",
                             [] {
                               using namespace driftlab::comm;
-                              DL_REQUIRE(FLAGS_min_bytes >= 4 && FLAGS_min_bytes <= FLAGS_max_bytes,
-                                         "--min_bytes=" << FLAGS_min_bytes << " / --max_bytes=" << FLAGS_max_bytes
-                                                        << ": expected 4 <= min_bytes <= max_bytes");
-                              DL_REQUIRE(FLAGS_sync_iters > 0 && FLAGS_blocks > 0, "--sync_iters and --blocks must be positive");
+                              const CommBenchConfig c = config_from_flags();
+                              validate(c);
                               const Topology& topo = init_topology();
-                              auto comm = make_communicator(topo, FLAGS_backend);
+                              auto comm = make_communicator(topo, c.backend);
                               auto* mpi = dynamic_cast<MpiCommunicator*>(comm.get());
-                              std::vector<int64_t> chunks;
-                              std::stringstream list(FLAGS_reduce_chunks);
-                              for (std::string item; std::getline(list, item, ',');) chunks.push_back(std::stoll(item));
+                              std::vector<int64_t> chunks = c.reduce_chunks;
                               if (chunks.empty()) chunks.push_back(mpi ? mpi->reduce_chunk_bytes() : 0);
                               for (int64_t chunk : chunks) {
                                 DL_REQUIRE(mpi || chunks.size() == 1, "--reduce_chunks applies to the mpi backend only");
                                 if (mpi) mpi->set_reduce_chunk_bytes(chunk);
                                 if (comm->rank() == 0 && mpi) std::printf("\n== MPI reduction chunk: %ld bytes\n", static_cast<long>(chunk));
-                                bandwidth_sweep(*comm);
+                                bandwidth_sweep(*comm, c);
                                 // A model of large matrices (bandwidth-bound) ...
                                 torch::nn::Sequential model;
-                                for (int b = 0; b < FLAGS_blocks; ++b) {
+                                for (int b = 0; b < c.blocks; ++b) {
                                   model->push_back(torch::nn::Linear(256, 1024));
                                   model->push_back(torch::nn::Linear(1024, 256));
                                   model->push_back(torch::nn::LayerNorm(torch::nn::LayerNormOptions({256})));
                                 }
                                 model->to(comm->device());
-                                gradient_sync(*comm, "MLP blocks", model->parameters());
+                                gradient_sync(*comm, c, "MLP blocks", model->parameters());
                                 // ... and one of many small tensors (latency-bound), as norms and biases are.
                                 std::vector<torch::Tensor> small;
-                                for (int i = 0; i < FLAGS_small_tensors; ++i)
+                                for (int i = 0; i < c.small_tensors; ++i)
                                   small.push_back(torch::zeros({1024}, torch::TensorOptions().device(comm->device())).requires_grad_());
-                                gradient_sync(*comm, "small tensors", small);
+                                gradient_sync(*comm, c, "small tensors", small);
                               }
                               comm.reset();
                               finalize_topology();

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "common/check.h"
 #include "common/rng.h"
@@ -31,13 +32,37 @@ DEFINE_uint64(seed, 1, "Seed of the draws");
 namespace driftlab::data {
 namespace {
 
-StepRequest plan(uint64_t t) {
+// The bench's settings, typed: filled from the flags in one place (config_from_flags), validated once.
+struct DataBenchConfig {
+  std::string data;       // data set read (created from mnist_dir when missing)
+  std::string mnist_dir;  // MNIST IDX files
+  int shards = 4;         // shards when creating data
+  int classes = 10, pos_per_class = 32, unc_per_class = 8;  // rows per step
+  int steps = 60;         // steps per measurement
+  int depth = 4;          // prefetch queue depth
+  double step_ms = 100.0;  // length of the simulated step
+  uint64_t seed = 1;
+};
+
+DataBenchConfig config_from_flags() {
+  DataBenchConfig c;
+  c.data = FLAGS_data, c.mnist_dir = FLAGS_mnist_dir, c.shards = FLAGS_shards;
+  c.classes = FLAGS_classes, c.pos_per_class = FLAGS_pos_per_class, c.unc_per_class = FLAGS_unc_per_class;
+  c.steps = FLAGS_steps, c.depth = FLAGS_depth, c.step_ms = FLAGS_step_ms, c.seed = FLAGS_seed;
+  return c;
+}
+
+void validate(const DataBenchConfig& c) {
+  DL_REQUIRE(c.steps >= 1, "--steps must be >= 1, got " << c.steps);
+}
+
+StepRequest plan(const DataBenchConfig& c, uint64_t t) {
   StepRequest r;
   r.step = t;
-  rng::Draw d(rng::Key{FLAGS_seed, rng::Stream::kClass, t, 0});
-  for (int j = 0; j < FLAGS_classes; ++j) r.classes.push_back(static_cast<int64_t>(d.below(10)));
-  r.pos_per_class = FLAGS_pos_per_class;
-  r.unc_per_class = FLAGS_unc_per_class;
+  rng::Draw d(rng::Key{c.seed, rng::Stream::kClass, t, 0});
+  for (int j = 0; j < c.classes; ++j) r.classes.push_back(static_cast<int64_t>(d.below(10)));
+  r.pos_per_class = c.pos_per_class;
+  r.unc_per_class = c.unc_per_class;
   return r;
 }
 
@@ -52,31 +77,33 @@ struct FakeStep {
   }
 };
 
-int body() {
+int body(const DataBenchConfig& c) {
+  validate(c);
+  auto plan = [&c](uint64_t t) { return data::plan(c, t); };
   std::error_code ec;
-  if (!std::filesystem::exists(FLAGS_data, ec)) {
-    const std::string m = FLAGS_mnist_dir;
-    std::printf("creating %s from %s\n", FLAGS_data.c_str(), m.c_str());
+  if (!std::filesystem::exists(c.data, ec)) {
+    const std::string m = c.mnist_dir;
+    std::printf("creating %s from %s\n", c.data.c_str(), m.c_str());
     WriteOptions o;
-    o.num_shards = FLAGS_shards;
-    convert_idx(m + "/train-images-idx3-ubyte", m + "/train-labels-idx1-ubyte", FLAGS_data, o, preset_class_names("mnist"));
+    o.num_shards = c.shards;
+    convert_idx(m + "/train-images-idx3-ubyte", m + "/train-labels-idx1-ubyte", c.data, o, preset_class_names("mnist"));
   }
-  auto set = ShardSet::open(FLAGS_data);
-  DL_REQUIRE(set->labelled(), FLAGS_data << ": the benchmark needs a labelled data set");
-  const int64_t rows_per_step = int64_t{FLAGS_classes} * (FLAGS_pos_per_class + FLAGS_unc_per_class);
+  auto set = ShardSet::open(c.data);
+  DL_REQUIRE(set->labelled(), c.data << ": the benchmark needs a labelled data set");
+  const int64_t rows_per_step = int64_t{c.classes} * (c.pos_per_class + c.unc_per_class);
   std::printf("data set %s: %lld samples, %s, %d shards; %lld rows per step (%d classes x (%d pos + %d unc))\n",
-              FLAGS_data.c_str(), static_cast<long long>(set->size()), set->spec().describe().c_str(), set->num_shards(),
-              static_cast<long long>(rows_per_step), FLAGS_classes, FLAGS_pos_per_class, FLAGS_unc_per_class);
+              c.data.c_str(), static_cast<long long>(set->size()), set->spec().describe().c_str(), set->num_shards(),
+              static_cast<long long>(rows_per_step), c.classes, c.pos_per_class, c.unc_per_class);
   std::printf("torch intra-op threads: %d; files are in the OS page cache after the warm-up (warm reads)\n",
               at::get_num_threads());
 
   // Warm-up: the page cache and HDF5's chunk cache.
-  for (int t = 0; t < 5; ++t) load_step(*set, FLAGS_seed, plan(1000 + t), 0, 1);
+  for (int t = 0; t < 5; ++t) load_step(*set, c.seed, plan(1000 + t), 0, 1);
 
   // 1. Random-access reads: one HDF5 read per row (baseline) vs the batched read per shard.
   std::vector<std::vector<int64_t>> steps;
-  for (int t = 0; t < FLAGS_steps; ++t) {
-    StepIndices s = draw_step_indices(*set, FLAGS_seed, plan(t));
+  for (int t = 0; t < c.steps; ++t) {
+    StepIndices s = draw_step_indices(*set, c.seed, plan(t));
     s.positives.insert(s.positives.end(), s.unconditional.begin(), s.unconditional.end());
     steps.push_back(std::move(s.positives));
   }
@@ -91,28 +118,28 @@ int body() {
   for (const auto& idx : steps) set->read_stored(idx);
   const double batched_s = sw.seconds();
   const double n_rows = static_cast<double>(steps.size()) * rows_per_step;
-  std::printf("\n[random-access reads, %d batches of %lld rows]\n", FLAGS_steps, static_cast<long long>(rows_per_step));
+  std::printf("\n[random-access reads, %d batches of %lld rows]\n", c.steps, static_cast<long long>(rows_per_step));
   std::printf("  one HDF5 read per row (baseline): %9.0f rows/s  %7.1f batches/s\n", n_rows / per_row_s, steps.size() / per_row_s);
   std::printf("  batched read per shard          : %9.0f rows/s  %7.1f batches/s  = %.2fx baseline\n", n_rows / batched_s,
               steps.size() / batched_s, per_row_s / batched_s);
 
   // 2. Whole steps (draw + read + decode to float): synchronous vs prefetched, loader alone.
   sw.reset();
-  for (int t = 0; t < FLAGS_steps; ++t) load_step(*set, FLAGS_seed, plan(t), 0, 1);
+  for (int t = 0; t < c.steps; ++t) load_step(*set, c.seed, plan(t), 0, 1);
   const double sync_s = sw.seconds();
   double pre_s = 0;
   {
     LoaderOptions o;
-    o.seed = FLAGS_seed;
-    o.depth = FLAGS_depth;
+    o.seed = c.seed;
+    o.depth = c.depth;
     sw.reset();
     PrefetchLoader loader(set, o, plan);
-    for (int t = 0; t < FLAGS_steps; ++t) loader.next();
+    for (int t = 0; t < c.steps; ++t) loader.next();
     pre_s = sw.seconds();
   }
   std::printf("\n[whole steps, draw + read + decode, no compute]\n");
-  std::printf("  synchronous load_step (baseline): %7.1f steps/s\n", FLAGS_steps / sync_s);
-  std::printf("  prefetch thread, depth %d        : %7.1f steps/s  = %.2fx baseline\n", FLAGS_depth, FLAGS_steps / pre_s,
+  std::printf("  synchronous load_step (baseline): %7.1f steps/s\n", c.steps / sync_s);
+  std::printf("  prefetch thread, depth %d        : %7.1f steps/s  = %.2fx baseline\n", c.depth, c.steps / pre_s,
               sync_s / pre_s);
 
   // 3. Share of a (simulated) training step. The three variants run interleaved in rounds so
@@ -122,9 +149,9 @@ int body() {
     Stopwatch cal;
     for (int i = 0; i < 3; ++i) step.run();
     const double one = cal.seconds() / 3;
-    step.iters = std::max(1, static_cast<int>(FLAGS_step_ms / 1000.0 / std::max(one, 1e-6)));
+    step.iters = std::max(1, static_cast<int>(c.step_ms / 1000.0 / std::max(one, 1e-6)));
   }
-  const int rounds = 5, per_round = std::max(1, FLAGS_steps / rounds), n = rounds * per_round;
+  const int rounds = 5, per_round = std::max(1, c.steps / rounds), n = rounds * per_round;
   double compute_s = 0, with_sync_s = 0, with_pre_s = 0, waited = 0, loading = 0;
   uint64_t next_step = 0;
   for (int r = 0; r < rounds; ++r) {
@@ -133,13 +160,13 @@ int body() {
     compute_s += sw.seconds();
     sw.reset();
     for (int t = 0; t < per_round; ++t) {
-      StepBatch b = load_step(*set, FLAGS_seed, plan(next_step++), 0, 1);
+      StepBatch b = load_step(*set, c.seed, plan(next_step++), 0, 1);
       step.run();
     }
     with_sync_s += sw.seconds();
     LoaderOptions o;
-    o.seed = FLAGS_seed;
-    o.depth = FLAGS_depth;
+    o.seed = c.seed;
+    o.depth = c.depth;
     o.first_step = next_step;
     PrefetchLoader loader(set, o, plan);
     loader.next();  // the first step of a fresh loader is never hidden; measure the steady state
@@ -174,5 +201,5 @@ int body() {
 
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv, "data_bench: data loader throughput and its share of a training step",
-                            driftlab::data::body);
+                            [] { return driftlab::data::body(driftlab::data::config_from_flags()); });
 }

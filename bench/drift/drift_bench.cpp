@@ -112,32 +112,59 @@ struct Shape {
   int64_t G, N, P, Q, D;
 };
 
+// The bench's settings, typed: filled from the flags in one place (config_from_flags), validated once.
+struct DriftBenchConfig {
+  int threads = 1;
+  int reps = 3;                    // timed repetitions after one warm-up; >= 1
+  std::string shapes = "small,large,batched";
+  bool cpu_time = false;           // process CPU time instead of wall time
+  bool baseline = true;            // time the plain LibTorch baseline
+  int64_t memory_n = 16384;        // N = P = Q of the peak-memory measurement; 0 skips it
+  std::string memory_paths = "tiled,dense";
+  int64_t tile_mb = 10;
+  bool fused = true;
+  int64_t dense_tile_elems = 1 << 18;
+};
+
+DriftBenchConfig config_from_flags() {
+  DriftBenchConfig c;
+  c.threads = FLAGS_threads, c.reps = FLAGS_reps, c.shapes = FLAGS_shapes, c.cpu_time = FLAGS_cpu_time;
+  c.baseline = FLAGS_baseline, c.memory_n = FLAGS_memory_n, c.memory_paths = FLAGS_memory_paths;
+  c.tile_mb = FLAGS_tile_mb, c.fused = FLAGS_fused, c.dense_tile_elems = FLAGS_dense_tile_elems;
+  return c;
+}
+
+void validate(const DriftBenchConfig& c) {
+  DL_REQUIRE(c.threads >= 1, "--threads must be >= 1, got " << c.threads);
+  DL_REQUIRE(c.reps >= 1, "--reps must be >= 1, got " << c.reps);
+}
+
 double process_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-double best_seconds(const std::function<void()>& fn, int reps) {
+double best_seconds(const std::function<void()>& fn, const DriftBenchConfig& cfg) {
   fn();  // warm-up (allocator, thread pool, BLAS buffers)
   std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
+  for (int r = 0; r < cfg.reps; ++r) {
     Stopwatch sw;
     const double cpu0 = process_cpu_seconds();
     fn();
-    t.push_back(FLAGS_cpu_time ? process_cpu_seconds() - cpu0 : sw.seconds());
+    t.push_back(cfg.cpu_time ? process_cpu_seconds() - cpu0 : sw.seconds());
   }
   std::sort(t.begin(), t.end());
   return t.front();
 }
 
-double gemm_peak_gflops(int reps) {
+double gemm_peak_gflops(const DriftBenchConfig& cfg) {
   Tensor a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
-  const double sec = best_seconds([&] { torch::mm(a, b); }, reps);
+  const double sec = best_seconds([&] { torch::mm(a, b); }, cfg);
   return 2.0 * 2048 * 2048 * 2048 / sec / 1e9;
 }
 
-void time_shape(const Shape& s, const std::vector<double>& taus, double peak, int reps) {
+void time_shape(const Shape& s, const std::vector<double>& taus, double peak, const DriftBenchConfig& cfg) {
   torch::manual_seed(1);
   Tensor x = torch::randn({s.G, s.N, s.D});
   Tensor yp = torch::randn({s.G, s.P, s.D}) + 0.2;
@@ -146,26 +173,26 @@ void time_shape(const Shape& s, const std::vector<double>& taus, double peak, in
   p.x = x, p.y_pos = yp, p.y_neg = yn;
   drift::FieldOptions o;
   o.taus = taus;
-  o.fused_cpu_loops = FLAGS_fused;
-  o.tile_bytes = FLAGS_tile_mb << 20;
-  o.dense_tile_elems = FLAGS_dense_tile_elems;
+  o.fused_cpu_loops = cfg.fused;
+  o.tile_bytes = cfg.tile_mb << 20;
+  o.dense_tile_elems = cfg.dense_tile_elems;
   Tensor v_base, v_dense, v_tiled;
-  const double t_base = FLAGS_baseline ? best_seconds([&] { v_base = baseline_field(x, yp, yn, taus); }, reps) : 1.0;
-  if (!FLAGS_baseline) v_base = torch::ones_like(x);
+  const double t_base = cfg.baseline ? best_seconds([&] { v_base = baseline_field(x, yp, yn, taus); }, cfg) : 1.0;
+  if (!cfg.baseline) v_base = torch::ones_like(x);
   o.path = drift::Path::kAuto;
   drift::Path chosen = drift::Path::kAuto;
-  const double t_fresh = best_seconds([&] { drift::drift_field(p, o); }, reps);
+  const double t_fresh = best_seconds([&] { drift::drift_field(p, o); }, cfg);
   drift::Workspace ws;  // what a training loop passes: scratch kept across steps
   o.workspace = &ws;
   const double t_auto = best_seconds([&] {
     auto r = drift::drift_field(p, o);
     v_dense = r.V;
     chosen = r.path;
-  }, reps);
+  }, cfg);
   drift::Workspace ws_tiled;
   o.workspace = &ws_tiled;
   o.path = drift::Path::kTiled;
-  const double t_tiled = best_seconds([&] { v_tiled = drift::drift_field(p, o).V; }, reps);
+  const double t_tiled = best_seconds([&] { v_tiled = drift::drift_field(p, o).V; }, cfg);
   const double T = static_cast<double>(taus.size());
   // Nominal work: the distance product once plus one A @ y product per temperature.
   const double flops = (1.0 + T) * 2.0 * s.G * s.N * double(s.P + s.Q) * s.D;
@@ -184,7 +211,8 @@ void time_shape(const Shape& s, const std::vector<double>& taus, double peak, in
               (v_tiled - v_base).abs().max().item<double>() / scale);
 }
 
-void memory_run(int64_t n) {
+void memory_run(const DriftBenchConfig& cfg) {
+  const int64_t n = cfg.memory_n;
   const int64_t D = 256;
   torch::manual_seed(2);
   Tensor x = torch::randn({1, n, D});
@@ -196,12 +224,12 @@ void memory_run(int64_t n) {
   std::printf("\npeak memory at N=P=Q=%lld, D=%lld, 3 temperatures (inputs: %.0f MiB)\n", (long long)n,
               (long long)D, input_mib);
   for (drift::Path path : {drift::Path::kTiled, drift::Path::kDense}) {
-    if (("," + FLAGS_memory_paths + ",").find(std::string(",") + drift::path_name(path) + ",") == std::string::npos)
+    if (("," + cfg.memory_paths + ",").find(std::string(",") + drift::path_name(path) + ",") == std::string::npos)
       continue;
     drift::FieldOptions o;
     o.path = path;
-    o.fused_cpu_loops = FLAGS_fused;
-    o.tile_bytes = FLAGS_tile_mb << 20;
+    o.fused_cpu_loops = cfg.fused;
+    o.tile_bytes = cfg.tile_mb << 20;
     g_peak = g_current.load();
     const int64_t before = g_current.load();
     Stopwatch sw;
@@ -223,20 +251,20 @@ int main(int argc, char** argv) {
                   [] {
                     static CountingAllocator counting(c10::GetCPUAllocator());
                     c10::SetCPUAllocator(&counting, /*priority=*/100);
-                    DL_REQUIRE(FLAGS_threads >= 1, "--threads must be >= 1, got " << FLAGS_threads);
-                    DL_REQUIRE(FLAGS_reps >= 1, "--reps must be >= 1, got " << FLAGS_reps);
-                    torch::set_num_threads(FLAGS_threads);
+                    const DriftBenchConfig cfg = config_from_flags();
+                    validate(cfg);
+                    torch::set_num_threads(cfg.threads);
                     const std::vector<double> taus{0.02, 0.05, 0.2};
-                    const double peak = gemm_peak_gflops(FLAGS_reps);
-                    std::printf("threads %d; GEMM peak (2048^3 sgemm, same run): %.1f GFLOP/s\n", FLAGS_threads, peak);
+                    const double peak = gemm_peak_gflops(cfg);
+                    std::printf("threads %d; GEMM peak (2048^3 sgemm, same run): %.1f GFLOP/s\n", cfg.threads, peak);
                     std::printf("GFLOP/s below count the nominal work (1 + T) * 2 G N (P+Q) D for both codes\n\n");
                     const std::vector<Shape> all{{"small", 1, 2048, 2048, 2048, 64},
                                                  {"large", 1, 4096, 4096, 4096, 256},
                                                  {"batched", 256, 64, 64, 80, 128}};
-                    std::string wanted = "," + FLAGS_shapes + ",";
+                    std::string wanted = "," + cfg.shapes + ",";
                     for (const Shape& s : all)
-                      if (wanted.find("," + s.name + ",") != std::string::npos) time_shape(s, taus, peak, FLAGS_reps);
-                    if (FLAGS_memory_n > 0) memory_run(FLAGS_memory_n);
+                      if (wanted.find("," + s.name + ",") != std::string::npos) time_shape(s, taus, peak, cfg);
+                    if (cfg.memory_n > 0) memory_run(cfg);
                     return 0;
                   });
 }

@@ -5,6 +5,8 @@
 // and the loss with its backward pass into the feature maps. Prints figures; not a test.
 #include <cstdio>
 #include <map>
+#include <sstream>
+#include <vector>
 #include <thread>
 
 #include <gflags/gflags.h>
@@ -48,28 +50,53 @@ std::vector<std::vector<int64_t>> parse_maps(const std::string& s) {
   return out;
 }
 
-int run() {
-  torch::set_num_threads(FLAGS_threads);
+// The bench's settings, typed: filled from the flags in one place (config_from_flags), validated once.
+struct KeysBenchConfig {
+  int threads = 1;
+  int reps = 3;                          // timed repetitions after one warm-up; >= 1
+  int64_t classes = 10, gen = 32, pos = 32, unc = 8;  // K, N, P, U
+  std::vector<std::vector<int64_t>> maps;  // feature maps {C, H, W}
+  bool per_location = true, patch = true, fused = true;
+};
+
+KeysBenchConfig config_from_flags() {
+  KeysBenchConfig c;
+  c.threads = FLAGS_threads;
+  c.reps = FLAGS_reps;
+  c.classes = FLAGS_classes, c.gen = FLAGS_gen, c.pos = FLAGS_pos, c.unc = FLAGS_unc;
+  c.maps = parse_maps(FLAGS_maps);
+  c.per_location = FLAGS_per_location, c.patch = FLAGS_patch, c.fused = FLAGS_fused;
+  return c;
+}
+
+void validate(const KeysBenchConfig& c) {
+  DL_REQUIRE(c.threads >= 1, "--threads must be >= 1, got " << c.threads);
+  DL_REQUIRE(c.reps >= 1, "--reps must be >= 1, got " << c.reps);
+}
+
+int run(const KeysBenchConfig& c) {
+  validate(c);
+  torch::set_num_threads(c.threads);
   torch::manual_seed(0);
-  const int64_t K = FLAGS_classes, N = FLAGS_gen, P = FLAGS_pos, U = FLAGS_unc;
+  const int64_t K = c.classes, N = c.gen, P = c.pos, U = c.unc;
   std::vector<Tensor> gen, pos, unc;
-  for (const auto& m : parse_maps(FLAGS_maps)) {
+  for (const auto& m : c.maps) {
     gen.push_back(torch::randn({K * N, m[0], m[1], m[2]}).requires_grad_(true));
     pos.push_back(torch::randn({K * P, m[0], m[1], m[2]}));
     unc.push_back(torch::randn({K * U, m[0], m[1], m[2]}));
   }
   Tensor unc_weight = torch::full({K}, drift::cfg_unconditional_weight(2.0, N, U));
   drift::KeyOptions ko;
-  ko.per_location = FLAGS_per_location;
-  ko.patch2 = ko.patch4 = FLAGS_patch;
+  ko.per_location = c.per_location;
+  ko.patch2 = ko.patch4 = c.patch;
   drift::FieldOptions fo;
   drift::Workspace ws;
   fo.workspace = &ws;
-  fo.fused_cpu_loops = FLAGS_fused;
+  fo.fused_cpu_loops = c.fused;
   std::map<std::string, Times> best;
   std::vector<std::string> order;
   Times total_best{1e30, 1e30, 1e30};
-  for (int rep = 0; rep <= FLAGS_reps; ++rep) {
+  for (int rep = 0; rep <= c.reps; ++rep) {
     Times total;
     for (size_t m = 0; m < gen.size(); ++m) {
       drift::GroupedFeatures f;
@@ -103,7 +130,7 @@ int run() {
     }
   }
   std::printf("%-14s %10s %10s %10s %10s   (ms, best of %d, %d thread(s))\n", "key", "problems", "keys", "field",
-              "backward", FLAGS_reps, FLAGS_threads);
+              "backward", c.reps, c.threads);
   for (const auto& name : order) {
     const auto& b = best[name];
     std::printf("%-14s %10s %10.2f %10.2f %10.2f\n", name.c_str(), "", 1e3 * b.keys, 1e3 * b.field, 1e3 * b.backward);
@@ -119,5 +146,5 @@ int run() {
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv,
                             "keys_bench: time of the multi-scale drift keys per key family (prints figures; not a test)",
-                            [] { return run(); });
+                            [] { return run(config_from_flags()); });
 }

@@ -1,15 +1,13 @@
-// drift_data: builds data sets in the shard format (converters, toy data) and inspects them.
+// drift_data: builds data sets in the shard format (converters, toy data) and inspects them. This
+// file only turns the flags and arguments into the typed configs of data/commands.h.
 #include <gflags/gflags.h>
-#include <torch/torch.h>
 
-#include <cstdio>
-#include <iostream>
+#include <string>
+#include <vector>
 
 #include "common/check.h"       // DL_REQUIRE, UserError
-#include "common/image.h"       // image_grid, write_png for --grid
 #include "common/tool_main.h"   // run_tool, tool_args
-#include "data/converters.h"    // convert_idx, convert_image_folder, convert_csv, write_toy
-#include "data/reader.h"        // ShardSet for inspect
+#include "data/commands.h"      // one config and run_command per subcommand
 
 DEFINE_string(out, "", "Output data set folder (shards are written as <out>/shard-KKKKK-of-NNNNN.h5)");
 DEFINE_int32(shards, 1, "Number of shards K: the samples are split into K contiguous, balanced files");
@@ -47,7 +45,10 @@ const char* kUsage =
     "      PATH: a data set folder, a shard file or a glob; prints a summary, checks every shard\n"
     "Common flags: --shards --force --chunk_rows --deflate --progress";
 
-WriteOptions write_options() {
+// The only code of drift_data that reads its flags: one typed config per subcommand, from the
+// flags and the positional arguments (their count is checked here, everything else by the
+// command's validate()).
+WriteOptions write_options_from_flags() {
   WriteOptions o;
   o.num_shards = FLAGS_shards;
   o.force = FLAGS_force;
@@ -57,96 +58,78 @@ WriteOptions write_options() {
   return o;
 }
 
-std::vector<std::string> class_names_flag() {
-  if (FLAGS_class_names.empty()) return {};
-  auto preset = preset_class_names(FLAGS_class_names);
-  if (!preset.empty()) return preset;
-  std::vector<std::string> out;
-  size_t at = 0;
-  for (;;) {
-    const size_t end = FLAGS_class_names.find(',', at);
-    out.push_back(FLAGS_class_names.substr(at, end == std::string::npos ? std::string::npos : end - at));
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  return out;
-}
-
 void require_args(const std::vector<std::string>& a, size_t lo, size_t hi, const char* usage) {
   DL_REQUIRE(a.size() >= lo + 1 && a.size() <= hi + 1,
              a[0] << ": expected " << usage << " (got " << a.size() - 1 << " arguments); see --help");
-  DL_REQUIRE(!FLAGS_out.empty(), a[0] << ": --out=DIR is required");
 }
 
-int inspect(const std::string& path) {
-  auto set = ShardSet::open(path);
-  const DatasetSpec& s = set->spec();
-  std::printf("data set   %s\n", path.c_str());
-  std::printf("dataset_id %s\n", set->dataset_id().c_str());
-  std::printf("samples    %lld in %d shard(s)\n", static_cast<long long>(set->size()), set->num_shards());
-  std::printf("kind       %s\n", s.describe().c_str());
-  std::string dec;
-  for (size_t i = 0; i < s.decoded_shape().size(); ++i) dec += (i ? ", " : "") + std::to_string(s.decoded_shape()[i]);
-  std::printf("decoded    float32 [%s] = (stored - %g) * %g\n", dec.c_str(), s.decode_shift, s.decode_scale);
-  if (!s.source.empty()) std::printf("source     %s\n", s.source.c_str());
-  for (const ShardInfo& sh : set->shards())
-    std::printf("  %-50s rows %lld..%lld  values [%g, %g]\n", sh.path.c_str(), static_cast<long long>(sh.first),
-                static_cast<long long>(sh.first + sh.rows - 1), sh.value_min, sh.value_max);
-  if (set->labelled()) {
-    const auto counts = set->class_counts();
-    std::printf("classes    %lld\n", static_cast<long long>(s.num_classes));
-    for (size_t c = 0; c < counts.size(); ++c)
-      std::printf("  %3zu %-20s %lld%s\n", c, s.class_names.empty() ? "" : s.class_names[c].c_str(),
-                  static_cast<long long>(counts[c]), counts[c] == 0 ? "  (no samples: cannot be trained on)" : "");
-  }
-  if (FLAGS_validate) {
-    const auto [lo, hi] = set->validate_all(FLAGS_progress);
-    std::printf("values     [%g, %g] (all %lld samples read, checksums and ranges verified)\n", lo, hi,
-                static_cast<long long>(set->size()));
-  }
-  if (!FLAGS_grid.empty()) {
-    DL_REQUIRE(s.kind == SampleKind::kImage, "--grid: " << path << " holds " << kind_name(s.kind) << " samples, not images");
-    std::vector<int64_t> idx;
-    for (int64_t i = 0; i < std::min<int64_t>(64, set->size()); ++i) idx.push_back(i);
-    write_png(FLAGS_grid, image_grid(set->read(idx), 8, -1.f, 1.f));
-    std::printf("grid       %s\n", FLAGS_grid.c_str());
-  }
-  std::printf("ok\n");
-  return 0;
+ConvertIdxConfig convert_idx_config(const std::vector<std::string>& a) {
+  require_args(a, 1, 2, "IMAGES [LABELS]");
+  ConvertIdxConfig c;
+  c.images = a[1];
+  c.labels = a.size() > 2 ? a[2] : "";
+  c.out = FLAGS_out;
+  c.write = write_options_from_flags();
+  c.class_names = parse_class_names(FLAGS_class_names);
+  return c;
+}
+
+ConvertImagesConfig convert_images_config(const std::vector<std::string>& a) {
+  require_args(a, 1, 1, "FOLDER");
+  ConvertImagesConfig c;
+  c.folder = a[1];
+  c.out = FLAGS_out;
+  c.write = write_options_from_flags();
+  c.channels = FLAGS_channels;
+  return c;
+}
+
+ConvertCsvConfig convert_csv_config(const std::vector<std::string>& a) {
+  require_args(a, 1, 1, "FILE");
+  ConvertCsvConfig c;
+  c.file = a[1];
+  c.out = FLAGS_out;
+  c.write = write_options_from_flags();
+  c.delimiter = FLAGS_delimiter;
+  c.csv.header = FLAGS_csv_header;
+  c.csv.label_column = FLAGS_label_column;
+  c.csv.num_classes = FLAGS_num_classes;
+  c.csv.class_names = parse_class_names(FLAGS_class_names);
+  return c;
+}
+
+ToyConfig toy_config(const std::vector<std::string>& a) {
+  require_args(a, 1, 1, "NAME");
+  ToyConfig c;
+  c.name = a[1];
+  c.out = FLAGS_out;
+  c.write = write_options_from_flags();
+  c.num = FLAGS_num;
+  c.seed = FLAGS_seed;
+  c.labels = FLAGS_labels;
+  return c;
+}
+
+InspectConfig inspect_config(const std::vector<std::string>& a) {
+  DL_REQUIRE(a.size() == 2, "inspect: expected one PATH (a folder, a shard file or a glob); see --help");
+  InspectConfig c;
+  c.path = a[1];
+  c.validate = FLAGS_validate;
+  c.grid = FLAGS_grid;
+  c.progress = FLAGS_progress;
+  return c;
 }
 
 int main_body() {
   const auto& a = tool_args();
   DL_REQUIRE(!a.empty(), "no subcommand given (convert-idx, convert-images, convert-csv, toy, inspect); see --help");
   const std::string& cmd = a[0];
-  int64_t n = 0;
-  if (cmd == "convert-idx") {
-    require_args(a, 1, 2, "IMAGES [LABELS]");
-    n = convert_idx(a[1], a.size() > 2 ? a[2] : "", FLAGS_out, write_options(), class_names_flag());
-  } else if (cmd == "convert-images") {
-    require_args(a, 1, 1, "FOLDER");
-    n = convert_image_folder(a[1], FLAGS_out, write_options(), FLAGS_channels);
-  } else if (cmd == "convert-csv") {
-    require_args(a, 1, 1, "FILE");
-    DL_REQUIRE(FLAGS_delimiter.size() == 1, "--delimiter='" << FLAGS_delimiter << "' (expected one character)");
-    CsvOptions csv;
-    csv.delimiter = FLAGS_delimiter[0];
-    csv.header = FLAGS_csv_header;
-    csv.label_column = FLAGS_label_column;
-    csv.num_classes = FLAGS_num_classes;
-    csv.class_names = class_names_flag();
-    n = convert_csv(a[1], FLAGS_out, write_options(), csv);
-  } else if (cmd == "toy") {
-    require_args(a, 1, 1, "NAME");
-    n = write_toy(a[1], FLAGS_num, FLAGS_seed, FLAGS_labels, FLAGS_out, write_options());
-  } else if (cmd == "inspect") {
-    DL_REQUIRE(a.size() == 2, "inspect: expected one PATH (a folder, a shard file or a glob); see --help");
-    return inspect(a[1]);
-  } else {
-    DL_REQUIRE(false, "unknown subcommand '" << cmd << "' (expected convert-idx, convert-images, convert-csv, toy or inspect)");
-  }
-  std::printf("wrote %lld samples in %d shard(s) to %s\n", static_cast<long long>(n), FLAGS_shards, FLAGS_out.c_str());
-  return 0;
+  if (cmd == "convert-idx") return run_command(convert_idx_config(a));
+  if (cmd == "convert-images") return run_command(convert_images_config(a));
+  if (cmd == "convert-csv") return run_command(convert_csv_config(a));
+  if (cmd == "toy") return run_command(toy_config(a));
+  if (cmd == "inspect") return run_command(inspect_config(a));
+  throw UserError("unknown subcommand '" + cmd + "' (expected convert-idx, convert-images, convert-csv, toy or inspect)");
 }
 
 }  // namespace

@@ -242,18 +242,22 @@ struct DatasetWriter::State {
   }
 };
 
+void validate(const WriteOptions& options, const std::string& out_dir) {
+  DL_REQUIRE(options.num_shards >= 1, out_dir << ": --shards=" << options.num_shards << " (expected >= 1)");
+  DL_REQUIRE(options.deflate >= 0 && options.deflate <= 9, "--deflate=" << options.deflate << " (expected 0..9)");
+  DL_REQUIRE(options.chunk_rows >= 0, "--chunk_rows=" << options.chunk_rows << " (expected >= 0)");
+}
+
 DatasetWriter::DatasetWriter(std::string out_dir, DatasetSpec spec, int64_t total_samples, WriteOptions options)
     : s_(std::make_unique<State>()) {
   hdf5_silence_errors();
   spec.validate("output " + out_dir);
   DL_REQUIRE(!out_dir.empty(), "no output folder given (--out)");
   while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();
-  DL_REQUIRE(options.num_shards >= 1, out_dir << ": --shards=" << options.num_shards << " (expected >= 1)");
+  validate(options, out_dir);
   DL_REQUIRE(total_samples >= options.num_shards,
              out_dir << ": " << total_samples << " samples cannot fill " << options.num_shards
                      << " shards (every shard needs at least one sample; the data set must not be empty)");
-  DL_REQUIRE(options.deflate >= 0 && options.deflate <= 9, "--deflate=" << options.deflate << " (expected 0..9)");
-  DL_REQUIRE(options.chunk_rows >= 0, "--chunk_rows=" << options.chunk_rows << " (expected >= 0)");
   check_output(out_dir, options.force);
   s_->out = out_dir;
   s_->tmp = out_dir + ".tmp-" + std::to_string(getpid());

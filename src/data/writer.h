@@ -32,6 +32,10 @@ struct WriteOptions {
   bool show_progress = true;   // a progress bar over all rows
 };
 
+// UserError naming the flag (--shards, --deflate, --chunk_rows) and the bad value; the message
+// starts with `out_dir`. DatasetWriter checks its options with it; tools call it before any work.
+void validate(const WriteOptions& options, const std::string& out_dir);
+
 // Where one shard file sits in its data set (the root attributes every shard carries).
 struct ShardPlacement {
   int index = 0, count = 1;     // shard k of K

@@ -1,7 +1,8 @@
 // drift_field: the debugging view of the drifting field. Reads generated samples, positives and
 // optional extra negatives (CSV or HDF5), computes V with the library, writes it (CSV or HDF5),
 // prints the distance statistics and per-temperature drift figures ("is my kernel flat?") and,
-// for 2-D data, draws the points with their drift arrows.
+// for 2-D data, draws the points with their drift arrows. The flags are read in one place
+// (field_config_from_flags) into a FieldToolConfig, validated once; the work reads only that.
 
 #include <cmath>
 #include <cstdio>
@@ -145,43 +146,89 @@ void write_rows(const Tensor& v, const std::string& spec) {
   DL_REQUIRE(std::rename(tmp.c_str(), loc.file.c_str()) == 0, "cannot rename '" << tmp << "' to '" << loc.file << "'");
 }
 
-int run() {
-  DL_REQUIRE(!FLAGS_x.empty(), "--x is required (the generated samples; see --help)");
-  DL_REQUIRE(!FLAGS_pos.empty(), "--pos is required (the positives; see --help)");
-  DL_REQUIRE(FLAGS_threads >= 1, "--threads must be >= 1, got " << FLAGS_threads);
-  DL_REQUIRE(FLAGS_units == "input" || FLAGS_units == "normalized",
-             "--units must be input or normalized, got '" << FLAGS_units << "'");
-  DL_REQUIRE(FLAGS_dtype == "float32" || FLAGS_dtype == "float64",
-             "--dtype must be float32 or float64, got '" << FLAGS_dtype << "'");
-  DL_REQUIRE(FLAGS_png_size >= 64, "--png_size must be >= 64, got " << FLAGS_png_size);
-  DL_REQUIRE(FLAGS_alpha == 0 || FLAGS_alpha >= 1, "--alpha must be >= 1 (or 0: unused), got " << FLAGS_alpha);
-  DL_REQUIRE(FLAGS_neg_weight >= 0, "--neg_weight must be >= 0, got " << FLAGS_neg_weight);
-  torch::set_num_threads(FLAGS_threads);
-  const auto dtype = FLAGS_dtype == "float64" ? torch::kDouble : torch::kFloat;
+// drift_field's configuration, typed: filled from the flags in main() only (field_config_from_flags).
+struct FieldToolConfig {
+  std::string x, pos, neg;       // generated samples, positives, extra negatives (empty: none)
+  double neg_weight = 1.0;       // column weight of the extra negatives
+  double alpha = 0.0;            // > 0: CFG weight of the extra negatives from alpha
+  std::string taus = "0.02,0.05,0.2";
+  bool floor = true;
+  std::string path = "auto";     // auto, dense or tiled
+  int64_t dense_budget_mb = 1024;
+  int64_t tile_mb = 10;
+  std::string dtype = "float32";  // float32 or float64
+  std::string out;               // V written here; empty: no
+  std::string units = "input";   // input or normalized
+  std::string png;               // 2-D picture; empty: no
+  double arrow_scale = 0.0;      // 0: automatic
+  int png_size = 800;
+  int threads = 1;               // LibTorch intra-op threads (the flag's default: all cores)
+};
 
-  Tensor x = read_rows(FLAGS_x, "x").to(dtype);
-  Tensor pos = read_rows(FLAGS_pos, "pos").to(dtype);
-  Tensor extra = FLAGS_neg.empty() ? Tensor() : read_rows(FLAGS_neg, "neg").to(dtype);
+FieldToolConfig field_config_from_flags() {
+  FieldToolConfig c;
+  c.x = FLAGS_x;
+  c.pos = FLAGS_pos;
+  c.neg = FLAGS_neg;
+  c.neg_weight = FLAGS_neg_weight;
+  c.alpha = FLAGS_alpha;
+  c.taus = FLAGS_taus;
+  c.floor = FLAGS_floor;
+  c.path = FLAGS_path;
+  c.dense_budget_mb = FLAGS_dense_budget_mb;
+  c.tile_mb = FLAGS_tile_mb;
+  c.dtype = FLAGS_dtype;
+  c.out = FLAGS_out;
+  c.units = FLAGS_units;
+  c.png = FLAGS_png;
+  c.arrow_scale = FLAGS_arrow_scale;
+  c.png_size = FLAGS_png_size;
+  c.threads = FLAGS_threads;
+  return c;
+}
+
+void validate(const FieldToolConfig& c) {
+  DL_REQUIRE(!c.x.empty(), "--x is required (the generated samples; see --help)");
+  DL_REQUIRE(!c.pos.empty(), "--pos is required (the positives; see --help)");
+  DL_REQUIRE(c.threads >= 1, "--threads must be >= 1, got " << c.threads);
+  DL_REQUIRE(c.units == "input" || c.units == "normalized",
+             "--units must be input or normalized, got '" << c.units << "'");
+  DL_REQUIRE(c.dtype == "float32" || c.dtype == "float64",
+             "--dtype must be float32 or float64, got '" << c.dtype << "'");
+  DL_REQUIRE(c.png_size >= 64, "--png_size must be >= 64, got " << c.png_size);
+  DL_REQUIRE(c.alpha == 0 || c.alpha >= 1, "--alpha must be >= 1 (or 0: unused), got " << c.alpha);
+  DL_REQUIRE(c.neg_weight >= 0, "--neg_weight must be >= 0, got " << c.neg_weight);
+  DL_REQUIRE(c.dense_budget_mb >= 0 && c.tile_mb >= 1, "--dense_budget_mb must be >= 0 and --tile_mb >= 1");
+  DL_REQUIRE(c.png.empty() || c.arrow_scale >= 0, "--arrow_scale must be >= 0, got " << c.arrow_scale);
+}
+
+int run(const FieldToolConfig& c) {
+  validate(c);
+  torch::set_num_threads(c.threads);
+  const auto dtype = c.dtype == "float64" ? torch::kDouble : torch::kFloat;
+
+  Tensor x = read_rows(c.x, "x").to(dtype);
+  Tensor pos = read_rows(c.pos, "pos").to(dtype);
+  Tensor extra = c.neg.empty() ? Tensor() : read_rows(c.neg, "neg").to(dtype);
   const int64_t N = x.size(0), D = x.size(1);
   DL_REQUIRE(pos.size(1) == D, "--pos has " << pos.size(1) << " columns but --x has " << D);
   if (extra.defined()) DL_REQUIRE(extra.size(1) == D, "--neg has " << extra.size(1) << " columns but --x has " << D);
-  DL_REQUIRE(FLAGS_alpha == 0 || extra.defined(), "--alpha needs extra negatives (--neg)");
+  DL_REQUIRE(c.alpha == 0 || extra.defined(), "--alpha needs extra negatives (--neg)");
 
   drift::Problem p;
   p.x = x, p.y_pos = pos;
   p.y_neg = extra.defined() ? torch::cat({x, extra}, 0) : x;
-  double w_extra = FLAGS_neg_weight;
+  double w_extra = c.neg_weight;
   if (extra.defined()) {
-    if (FLAGS_alpha > 0) w_extra = drift::cfg_unconditional_weight(FLAGS_alpha, N, extra.size(0));
+    if (c.alpha > 0) w_extra = drift::cfg_unconditional_weight(c.alpha, N, extra.size(0));
     p.w_neg = torch::cat({torch::ones({N}, dtype), torch::full({extra.size(0)}, w_extra, dtype)});
   }
   drift::FieldOptions o;
-  o.taus = drift::parse_taus(FLAGS_taus);
-  o.floor = FLAGS_floor;
-  o.path = drift::parse_path(FLAGS_path);
-  DL_REQUIRE(FLAGS_dense_budget_mb >= 0 && FLAGS_tile_mb >= 1, "--dense_budget_mb must be >= 0 and --tile_mb >= 1");
-  o.dense_budget_bytes = FLAGS_dense_budget_mb << 20;
-  o.tile_bytes = FLAGS_tile_mb << 20;
+  o.taus = drift::parse_taus(c.taus);
+  o.floor = c.floor;
+  o.path = drift::parse_path(c.path);
+  o.dense_budget_bytes = c.dense_budget_mb << 20;
+  o.tile_bytes = c.tile_mb << 20;
   o.compute_entropy = true;
   const drift::FieldResult f = drift::drift_field(p, o);
 
@@ -202,31 +249,30 @@ int run() {
   std::printf("  (raw: before the per-temperature normalization, in normalized-feature units; nn gap/tau: the\n"
               "   nearest-target distance over s, divided by tau, large means a peaked kernel; flatness: mean\n"
               "   row entropy of the affinities over its maximum, near 1 means the kernel is flat)\n");
-  const Tensor V = FLAGS_units == "input" ? f.V * to_input : f.V;
+  const Tensor V = c.units == "input" ? f.V * to_input : f.V;
   std::printf("\nsummed field: mean |V| %.6g (%s units); loss = mean ||V||^2 / D = %.6g\n",
-              V.norm(2, 1).mean().item<double>(), FLAGS_units.c_str(),
+              V.norm(2, 1).mean().item<double>(), c.units.c_str(),
               f.V.pow(2).sum().item<double>() / (static_cast<double>(N) * D));
 
-  if (!FLAGS_out.empty()) {
-    write_rows(V, FLAGS_out);
-    std::printf("wrote V [%lld, %lld] to %s\n", (long long)N, (long long)D, FLAGS_out.c_str());
+  if (!c.out.empty()) {
+    write_rows(V, c.out);
+    std::printf("wrote V [%lld, %lld] to %s\n", (long long)N, (long long)D, c.out.c_str());
   }
-  if (!FLAGS_png.empty()) {
+  if (!c.png.empty()) {
     DL_REQUIRE(D == 2, "--png draws 2-D data only; these samples have " << D << " columns");
-    DL_REQUIRE(FLAGS_arrow_scale >= 0, "--arrow_scale must be >= 0, got " << FLAGS_arrow_scale);
     const double mean_len = (f.V * to_input).norm(2, 1).mean().item<double>();
-    double scale = FLAGS_arrow_scale;
-    if (scale == 0) scale = mean_len > 0 ? 0.1 * s / mean_len * (FLAGS_units == "input" ? 1.0 : to_input) : 1.0;
+    double scale = c.arrow_scale;
+    if (scale == 0) scale = mean_len > 0 ? 0.1 * s / mean_len * (c.units == "input" ? 1.0 : to_input) : 1.0;
     std::vector<Tensor> sets{x, pos, x + V * scale};
     if (extra.defined()) sets.push_back(extra);
     const auto b = Canvas::fit_bounds(sets);
-    Canvas canvas(FLAGS_png_size, FLAGS_png_size, b[0], b[1], b[2], b[3]);
+    Canvas canvas(c.png_size, c.png_size, b[0], b[1], b[2], b[3]);
     canvas.points(pos, {40, 90, 220}, 2);
     if (extra.defined()) canvas.points(extra, {150, 150, 150}, 2);
     canvas.points(x, {220, 40, 40}, 2);
     canvas.arrows(x, V, static_cast<float>(scale), {20, 140, 60});
-    write_png(FLAGS_png, canvas.image());
-    std::printf("wrote %s (blue: positives, gray: extra negatives, red: x, green: drift x %.3g)\n", FLAGS_png.c_str(),
+    write_png(c.png, canvas.image());
+    std::printf("wrote %s (blue: positives, gray: extra negatives, red: x, green: drift x %.3g)\n", c.png.c_str(),
                 scale);
   }
   return 0;
@@ -240,5 +286,5 @@ int main(int argc, char** argv) {
       "drift_field: compute the drifting field V of generated samples x toward positives and away from\n"
       "negatives (docs/DRIFTING.md), print its statistics, write V, and draw it for 2-D data.\n"
       "Usage: drift_field --x=gen.csv --pos=real.csv [--neg=extra.csv] [--out=V.csv] [--png=drift.png]",
-      run);
+      [] { return run(field_config_from_flags()); });
 }

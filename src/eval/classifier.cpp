@@ -115,4 +115,28 @@ Classifier load_classifier(const std::string& path) {
   }
 }
 
+void validate(const ClassifierTrainConfig& c) {
+  DL_REQUIRE(!c.data.empty() && !c.out.empty(), "train-classifier needs --data (labelled images) and --out");
+  DL_REQUIRE(c.training.epochs >= 1, "--epochs must be >= 1, got " << c.training.epochs);
+  DL_REQUIRE(c.training.batch >= 1, "--batch must be >= 1, got " << c.training.batch);
+  DL_REQUIRE(c.training.lr > 0, "--lr must be > 0, got " << c.training.lr);
+  DL_REQUIRE(c.threads >= 0, "--eval_threads must be >= 0 (0: all cores), got " << c.threads);
+}
+
+int train_and_save_classifier(const ClassifierTrainConfig& c) {
+  validate(c);
+  auto train = data::ShardSet::open(c.data);
+  auto clf = train_classifier(*train, c.training);
+  save_classifier(clf, c.out);
+  std::printf("classifier written to %s\n", c.out.c_str());
+  if (!c.test_data.empty()) {
+    auto test = data::ShardSet::open(c.test_data);
+    std::vector<int64_t> idx(test->size());
+    for (int64_t i = 0; i < test->size(); ++i) idx[i] = i;
+    std::printf("test accuracy on %s: %.4f\n", test->path().c_str(),
+                classifier_accuracy(clf, test->read(idx), test->labels_of(idx)));
+  }
+  return 0;
+}
+
 }  // namespace driftlab::eval

@@ -44,4 +44,20 @@ torch::Tensor classifier_features(Classifier& clf, const torch::Tensor& images);
 void save_classifier(Classifier& clf, const std::string& path);
 Classifier load_classifier(const std::string& path);
 
+// drift_eval train-classifier, typed (the tool fills it from its flags in drift_eval_main.cpp).
+struct ClassifierTrainConfig {
+  std::string data;          // the labelled image training set (shard format)
+  std::string out;           // where to write the classifier file
+  std::string test_data;     // a labelled test set to report the accuracy on; empty: none
+  ClassifierTraining training;
+  int threads = 0;           // LibTorch intra-op threads, set by the tool before the work; 0: all cores
+};
+
+// UserError naming the flag (--data, --out, --epochs, --batch, --lr) and the bad value.
+void validate(const ClassifierTrainConfig& config);
+
+// Validates, trains on every sample of config.data, writes config.out and prints the test accuracy
+// when config.test_data is given. Returns the exit code (0).
+int train_and_save_classifier(const ClassifierTrainConfig& config);
+
 }  // namespace driftlab::eval

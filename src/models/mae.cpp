@@ -96,11 +96,15 @@ torch::Tensor mae_loss(ResNetEncoderImpl& enc, MaeDecoderImpl& dec, const torch:
   return ((pred - images).pow(2) * m).sum() / m.sum().clamp_min(1.0);
 }
 
-MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBatchFn& batches, MaeDecoder* out_dec) {
+void validate(const MaeOptions& o) {
   DL_REQUIRE(o.steps > 0, "MAE --steps=" << o.steps << ": expected > 0");
   DL_REQUIRE(o.mask_prob > 0 && o.mask_prob < 1, "MAE --mask_prob=" << o.mask_prob << ": expected in (0, 1)");
   DL_REQUIRE(o.mask_patch > 0, "MAE --mask_patch=" << o.mask_patch << ": expected > 0");
   DL_REQUIRE(o.ema_decay >= 0 && o.ema_decay < 1, "MAE --ema_decay=" << o.ema_decay << ": expected in [0, 1)");
+}
+
+MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBatchFn& batches, MaeDecoder* out_dec) {
+  validate(o);
   DL_REQUIRE(o.finetune_steps == 0 || o.num_classes > 1,
              "MAE fine-tuning needs labels with >= 2 classes (num_classes=" << o.num_classes << ")");
   const auto& cfg = enc.config();

@@ -45,6 +45,10 @@ struct MaeOptions {
   torch::Tensor eval_images;     // optional held-out [N, C, H, W]: MAE loss before and after
 };
 
+// UserError naming the flag (--steps, --mask_prob, --mask_patch, --ema_decay) and the bad value;
+// pretrain_mae checks its options with it (and the fine-tuning labels, known only with the data).
+void validate(const MaeOptions& options);
+
 // The mask "step" of held-out evaluations (fixed masks, never used by a training step).
 inline constexpr uint64_t kHeldoutMaskStep = uint64_t{1} << 30;
 
