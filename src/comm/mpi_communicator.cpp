@@ -98,12 +98,14 @@ class MpiWork final : public Work {
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, int local_rank, const WatchdogOptions& watchdog)
     : local_rank_(local_rank) {
   DL_REQUIRE(comm != MPI_COMM_NULL, "MpiCommunicator: the MPI communicator is null; call comm::init_topology() first");
+  DL_CHECK_MPI(MPI_Comm_rank(comm, &rank_));
+  DL_CHECK_MPI(MPI_Comm_size(comm, &world_));
+  // Started first, so the duplication (collective) runs under the deadline too. MPI_COMM_WORLD,
+  // not comm_: the launcher then ends every rank of the job, whatever comm_ spans.
+  start_watchdog(watchdog, rank_, world_, [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "MPI_Comm_dup (communicator set-up)");
   DL_CHECK_MPI(MPI_Comm_dup(comm, &comm_));
   DL_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  DL_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
-  DL_CHECK_MPI(MPI_Comm_size(comm_, &world_));
-  // MPI_COMM_WORLD, not comm_: the launcher then ends every rank of the job, whatever comm_ spans.
-  start_watchdog(watchdog, rank_, world_, [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
 }
 
 MpiCommunicator::~MpiCommunicator() {
