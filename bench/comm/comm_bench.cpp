@@ -31,6 +31,10 @@ DEFINE_string(backend, "auto", "Communicator backend: auto (nccl when built with
 DEFINE_int32(small_tensors, 2048, "Tensors of 1024 floats in the latency-bound gradient sync case");
 DEFINE_int32(sync_iters, 10, "Gradient synchronisations per timing trial and method");
 DEFINE_string(reduce_chunks, "", "MPI backend: comma-separated reduction chunk sizes in bytes to compare (empty: the default only)");
+DEFINE_double(collective_timeout, 600, "Deadline of every collective in seconds, as drift_train's flag (0: no watchdog)");
+DEFINE_int32(watchdog_iters, 2000,
+             "Latency-bound all-reduces (8 bytes) per trial timed with and without the collective watchdog, "
+             "interleaved on two communicators (0: skip)");
 
 namespace driftlab::comm {
 namespace {
@@ -69,6 +73,29 @@ void bandwidth_sweep(Communicator& comm) {
     double busbw = algbw * 2.0 * (n - 1) / n;
     if (comm.rank() == 0) std::printf("%12ld %8d %12.1f %12.3f %12.3f\n", static_cast<long>(bytes), iters, sec * 1e6, algbw, busbw);
   }
+}
+
+// The cost of the collective watchdog where it would show most: 8-byte all-reduces (pure
+// latency), on a communicator with the watchdog and one without, trials interleaved.
+void watchdog_overhead(Communicator& with, Communicator& without) {
+  if (FLAGS_watchdog_iters <= 0 || with.world_size() < 2) return;
+  torch::Tensor a = torch::ones({2}, torch::TensorOptions().dtype(torch::kFloat).device(with.device()));
+  torch::Tensor b = a.clone();
+  with.all_reduce_sum(a);
+  without.all_reduce_sum(b);
+  double t_with = 1e300, t_without = 1e300;
+  // The order alternates between trials, so neither variant always runs first.
+  for (int k = 0; k < FLAGS_trials; ++k) {
+    for (int v = 0; v < 2; ++v) {
+      if ((v + k) % 2 == 0) t_with = std::min(t_with, timed(with, FLAGS_watchdog_iters, [&] { with.all_reduce_sum(a); }));
+      else t_without = std::min(t_without, timed(without, FLAGS_watchdog_iters, [&] { without.all_reduce_sum(b); }));
+    }
+  }
+  if (with.rank() == 0)
+    std::printf("collective watchdog (timeout %g s): 8-byte all_reduce %.2f us with, %.2f us without (ratio %.3f; "
+                "best of %d trials of %d calls, %d ranks)\n",
+                with.watchdog() ? with.watchdog()->timeout_s() : 0.0, t_with * 1e6, t_without * 1e6,
+                t_with / t_without, FLAGS_trials, FLAGS_watchdog_iters, with.world_size());
 }
 
 // Times per-parameter all-reduces against the buckets for gradients of these parameters.
@@ -113,7 +140,7 @@ void gradient_sync(Communicator& comm, const std::string& title, std::vector<tor
 
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv,
-                            "comm_bench: all-reduce bus bandwidth and bucketed gradient sync.\n"
+                            "comm_bench: all-reduce bus bandwidth, bucketed gradient sync and the collective watchdog's cost.\n"
                             "Usage: mpirun -np 2 comm_bench [--min_bytes=4096] [--max_bytes=67108864] [--reduce_chunks=1048576,16777216]",
                             [] {
                               using namespace driftlab::comm;
@@ -122,7 +149,15 @@ int main(int argc, char** argv) {
                                                         << ": expected 4 <= min_bytes <= max_bytes");
                               DL_REQUIRE(FLAGS_sync_iters > 0 && FLAGS_blocks > 0, "--sync_iters and --blocks must be positive");
                               const Topology& topo = init_topology();
-                              auto comm = make_communicator(topo, FLAGS_backend);
+                              CommOptions options;
+                              options.watchdog.timeout_s = FLAGS_collective_timeout;
+                              auto comm = make_communicator(topo, FLAGS_backend, options);
+                              {
+                                CommOptions off;
+                                off.watchdog.timeout_s = 0;
+                                auto plain = make_communicator(topo, FLAGS_backend, off);
+                                watchdog_overhead(*comm, *plain);
+                              }
                               auto* mpi = dynamic_cast<MpiCommunicator*>(comm.get());
                               std::vector<int64_t> chunks;
                               std::stringstream list(FLAGS_reduce_chunks);

@@ -1,8 +1,8 @@
 // MPI backend of Communicator: CPU tensors over an MPI communicator (OpenMPI here).
 //
 // Every collective runs under the collective watchdog's deadline (watchdog.h): the blocking MPI
-// call is marked with a Scope, which costs two atomic stores and a clock read (the blocking
-// collectives are kept: OpenMPI's nonblocking ones are slower on large messages).
+// call is marked with a Scope, which costs four plain stores (the blocking collectives are
+// kept: OpenMPI's nonblocking ones are slower on large messages).
 //
 // Reductions take float32, float64, int32, int64, and bfloat16/float16 (reduced in float32, as MPI
 // has no 16-bit float types); gathers and broadcasts move any dtype as bytes. Averages need a

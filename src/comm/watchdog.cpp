@@ -104,17 +104,19 @@ CollectiveWatchdog::~CollectiveWatchdog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+// The collective's thread only stores (no clock read, no locked instruction): the watchdog
+// thread times a collective from the first poll that finds it running.
 void CollectiveWatchdog::enter(const char* op) {
   op_.store(op, std::memory_order_relaxed);
-  entered_ns_.store(steady_ns(), std::memory_order_relaxed);
-  seq_.fetch_add(1, std::memory_order_relaxed);
+  seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   inside_.store(true, std::memory_order_release);
 }
 
 void CollectiveWatchdog::leave() { inside_.store(false, std::memory_order_release); }
 
 void CollectiveWatchdog::watch_async(const char* op, std::unique_ptr<PendingWork> work) {
-  const uint64_t seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint64_t seq = seq_.load(std::memory_order_relaxed) + 1;
+  seq_.store(seq, std::memory_order_relaxed);
   op_.store(op, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(pending_mutex_);
   pending_.push_back(Pending{op, seq, step(), steady_ns(), std::move(work)});
@@ -149,6 +151,9 @@ void CollectiveWatchdog::run() {
   // peer's fault: deadlines restart when it runs again. Without this, a frozen rank that the
   // launcher resumes to kill it would blame its peers for its own absence.
   int64_t resumed_ns = 0;
+  // The blocking collective being timed: its sequence number and when a poll first found it.
+  uint64_t watched_seq = 0;
+  int64_t watched_since = 0;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(stop_mutex_);
@@ -159,15 +164,21 @@ void CollectiveWatchdog::run() {
     last_wake = now;
     write_record();
     // A blocking collective: read the sequence number around the other fields, so a collective
-    // that ended (and the next one that began) meanwhile is not mistaken for a long one.
+    // that ended (and the next one that began) meanwhile is not mistaken for a long one. It is
+    // timed from the first poll that saw it, so it expires between timeout and timeout + poll.
     const uint64_t seq = seq_.load(std::memory_order_acquire);
-    if (inside_.load(std::memory_order_acquire)) {
-      const int64_t entered = std::max(entered_ns_.load(std::memory_order_relaxed), resumed_ns);
-      const char* op = op_.load(std::memory_order_relaxed);
-      const int64_t step_now = step();
-      if (seq_.load(std::memory_order_acquire) == seq && inside_.load(std::memory_order_acquire) &&
-          now - entered > timeout_ns)
-        expire(op, seq, step_now, (now - entered) * 1e-9);
+    const bool inside = inside_.load(std::memory_order_acquire);
+    const char* op = op_.load(std::memory_order_relaxed);
+    const int64_t step_now = step();
+    if (inside && seq_.load(std::memory_order_acquire) == seq) {
+      if (seq != watched_seq) {
+        watched_seq = seq;
+        watched_since = now;
+      } else if (now - std::max(watched_since, resumed_ns) >= timeout_ns) {
+        expire(op, seq, step_now, (now - std::max(watched_since, resumed_ns)) * 1e-9 + poll_s_);
+      }
+    } else {
+      watched_seq = 0;
     }
     // Asynchronous work, oldest first.
     std::unique_lock<std::mutex> lock(pending_mutex_);
@@ -232,7 +243,7 @@ void CollectiveWatchdog::expire(const char* op, uint64_t seq, int64_t step, doub
   const std::string peers = describe_peers(seq, wall_ms());
   std::fprintf(stderr,
                "[rank %d/%d] error: collective watchdog: %s (collective #%" PRIu64 " of this rank) at step %" PRId64
-               " on rank %d did not complete within %s s (waited %s s); %s; ending the job\n",
+               " on rank %d did not complete within %s s (waited about %s s); %s; ending the job\n",
                rank_, world_, op, seq, step, rank_, seconds_text(options_.timeout_s).c_str(),
                seconds_text(waited_s).c_str(), peers.c_str());
   std::fflush(stderr);

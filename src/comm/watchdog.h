@@ -1,7 +1,7 @@
 // Collective watchdog: a deadline on every collective and every wait on a peer.
 //
-// A communicator backend marks each blocking collective with a Scope (main thread; two relaxed
-// atomic stores and a clock read each way, no lock, no system call) and hands asynchronous work
+// A communicator backend marks each blocking collective with a Scope (main thread; three plain
+// stores on entry and one on exit: no clock read, no lock, no system call) and hands asynchronous work
 // it cannot wait on itself (NCCL kernels on a stream) to watch_async(). One background thread per
 // process wakes every poll interval (at most 1 s) to
 //   * refresh this rank's heartbeat record `<heartbeat_dir>/rank_KKKKK` (the collective it last
@@ -121,7 +121,6 @@ class CollectiveWatchdog {
   std::atomic<uint64_t> seq_{0};
   std::atomic<const char*> op_{"-"};
   std::atomic<int64_t> step_{-1};
-  std::atomic<int64_t> entered_ns_{0};  // steady clock at enter()
   std::atomic<bool> inside_{false};
 
   struct Pending {
