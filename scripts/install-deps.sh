@@ -23,7 +23,8 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libgflags-dev libgoogle-glog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libpng-dev zlib1g-dev
+  libpng-dev zlib1g-dev libzip-dev
+  python3-numpy python3-h5py
   dataset-fashion-mnist
   npm
   slurmctld slurmd slurm-client munge

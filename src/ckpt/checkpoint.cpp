@@ -17,6 +17,8 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "common/fileio.h"
+#include "ckpt/run_record.h"
 #include "driftlab_config.h"
 
 namespace fs = std::filesystem;
@@ -51,26 +53,6 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, size_t n,
 }
 #endif
 
-std::string errno_text() { return std::strerror(errno); }
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    DL_REQUIRE(w > 0, "cannot write '" << path << "': " << errno_text());
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;  // best effort: some file systems refuse directory fds
-  ::fsync(fd);
-  ::close(fd);
-}
-
 // A temporary file that is removed (with its descriptor closed) unless commit() renamed it into
 // place: a write that fails half way (ENOSPC, EIO) leaves nothing behind.
 class TmpFile {
@@ -102,14 +84,6 @@ class TmpFile {
   std::string path_;
   int fd_ = -1;
 };
-
-// Writes `bytes` to `path` durably: tmp name, fsync, rename, directory fsync.
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  TmpFile tmp(path + ".tmp");
-  write_all(tmp.fd(), bytes.data(), bytes.size(), tmp.path());
-  tmp.commit(path);
-  fsync_dir(fs::path(path).parent_path().string());
-}
 
 std::string shard_name(int rank) {
   char buf[32];
@@ -257,8 +231,10 @@ proto::Manifest read_manifest(const std::string& step_dir) {
   std::fclose(f);
   proto::Manifest m;
   DL_REQUIRE(m.ParseFromString(bytes), "checkpoint manifest '" << path << "' is corrupt (not a valid Manifest message)");
-  DL_REQUIRE(m.format_version() == kFormatVersion, "checkpoint manifest '" << path << "' has format version "
-             << m.format_version() << ", this build reads version " << kFormatVersion);
+  DL_REQUIRE(m.format_version() >= kOldestReadableVersion && m.format_version() <= kFormatVersion,
+             "checkpoint manifest '" << path << "' has format version " << m.format_version() << ", this build reads versions "
+             << kOldestReadableVersion << " to " << kFormatVersion
+             << (m.format_version() > kFormatVersion ? " (it was written by a newer driftlab: update this build)" : ""));
   for (const auto& e : m.tensors()) {
     DL_REQUIRE(e.flat_begin() >= 0 && e.flat_begin() <= e.flat_end() && e.flat_end() <= numel_of(e.shape()),
                "checkpoint manifest '" << path << "': tensor " << e.name() << " has an invalid slice");
@@ -407,7 +383,7 @@ std::string describe(const proto::Manifest& m, bool with_flags) {
     os << "  " << e.shard() << "@" << e.offset() << "\n";
   }
   if (with_flags) {
-    std::map<std::string, std::string> sorted(m.config().flags().begin(), m.config().flags().end());
+    const std::map<std::string, std::string> sorted = flat_record(typed_record(m));
     os << "flags (" << sorted.size() << "):\n";
     for (const auto& [k, v] : sorted) os << "  --" << k << "=" << v << "\n";
   }

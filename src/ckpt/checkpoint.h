@@ -23,7 +23,9 @@
 
 namespace driftlab::ckpt {
 
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: typed run record (run_record.h). 1: the run record as a flag map; still read.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestReadableVersion = 1;
 inline constexpr char kManifestName[] = "manifest.pb";
 
 // CRC-32C (Castagnoli) of a byte range; `crc` chains calls.

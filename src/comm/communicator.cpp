@@ -5,9 +5,12 @@
 #include "comm/topology.h"
 #include "driftlab_config.h"
 
-#if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
 #include <torch/cuda.h>
 
+#include <algorithm>
+#include <cstdlib>
+
+#if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
 #include "comm/nccl_communicator.h"
 #endif
 
@@ -81,6 +84,28 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
              "at configure time (see README, 'Distributed runtime'); use the mpi backend");
 #endif
   return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank, options.watchdog);
+}
+
+torch::Device select_device(const std::string& request, const Topology& topology, const std::string& what) {
+  const bool gpu = DRIFTLAB_WITH_CUDA && torch::cuda::is_available();
+  const int count = gpu ? static_cast<int>(torch::cuda::device_count()) : 0;
+  if (request == "cpu" || (request == "auto" && !gpu)) return torch::kCPU;
+  if (request == "auto" || request == "cuda") {
+    DL_REQUIRE(gpu && count > 0, what << "=" << request << ": no CUDA device is visible to this process"
+                                      << (DRIFTLAB_WITH_CUDA ? " (check CUDA_VISIBLE_DEVICES and the driver)"
+                                                             : " (this build has no CUDA: configure with a CUDA LibTorch)")
+                                      << "; use " << what << "=cpu");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology.local_rank % std::max(count, 1)));
+  }
+  if (request.rfind("cuda:", 0) == 0) {
+    char* end = nullptr;
+    const long n = std::strtol(request.c_str() + 5, &end, 10);
+    DL_REQUIRE(end && *end == '\0' && request.size() > 5 && n >= 0,
+               what << "=" << request << ": expected cuda:N with N a device number");
+    DL_REQUIRE(gpu && n < count, what << "=" << request << ": " << count << " CUDA device(s) visible to this process");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(n));
+  }
+  throw UserError(what + "=" + request + ": expected auto, cpu, cuda or cuda:N");
 }
 
 }  // namespace driftlab::comm

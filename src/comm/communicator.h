@@ -98,4 +98,11 @@ struct CommOptions {
 std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend = "auto",
                                                 const CommOptions& options = {});
 
+// The device a rank computes on. request: "cpu", "cuda" (the rank's local GPU), "cuda:N", or
+// "auto" (the rank's local GPU when this build has CUDA and one is visible, else the CPU). The
+// local GPU is local_rank mod the visible devices: the one the NCCL backend uses, so training and
+// sampling follow one rule. UserError naming `what` (the flag) for another value or for cuda
+// where no GPU is visible.
+torch::Device select_device(const std::string& request, const Topology& topology, const std::string& what = "--device");
+
 }  // namespace driftlab::comm

@@ -9,11 +9,10 @@
 
 #include "common/check.h"
 
-DEFINE_bool(log_all_ranks, false, "Print INFO log lines from every rank, not only rank 0");
-
 namespace driftlab {
 namespace {
 std::atomic<bool> g_initialized{false};
+std::atomic<bool> g_all_ranks{false};
 
 void prefix(std::ostream& s, const google::LogMessageInfo& l, void*) {
   const auto& t = l.time;
@@ -28,8 +27,10 @@ void init_logging(const char* argv0, int rank, int world_size) {
   set_process_identity(rank, world_size);
   FLAGS_logtostderr = true;
   FLAGS_colorlogtostderr = false;
-  FLAGS_minloglevel = (rank == 0 || FLAGS_log_all_ranks) ? google::GLOG_INFO : google::GLOG_WARNING;
+  FLAGS_minloglevel = (rank == 0 || g_all_ranks.load()) ? google::GLOG_INFO : google::GLOG_WARNING;
   if (!g_initialized.exchange(true)) google::InitGoogleLogging(argv0, &prefix, nullptr);
 }
+
+void set_log_all_ranks(bool all) { g_all_ranks.store(all); }
 
 }  // namespace driftlab

@@ -9,5 +9,8 @@ namespace driftlab {
 // Call once, after the rank is known (src/comm/topology). Safe to call again: later calls only
 // update the rank shown in the prefix.
 void init_logging(const char* argv0, int rank, int world_size);
+// INFO lines from every rank (true) or from rank 0 only (false, the default); takes effect at the
+// next init_logging. run_tool sets it from --log_all_ranks.
+void set_log_all_ranks(bool all);
 
 }  // namespace driftlab

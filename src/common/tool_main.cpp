@@ -16,6 +16,9 @@
 #include "common/logging.h"
 #include "driftlab_config.h"
 
+// Every tool's logging flag (the shared edge of every binary; library code reads no flag).
+DEFINE_bool(log_all_ranks, false, "Print INFO log lines from every rank, not only rank 0");
+
 namespace driftlab {
 namespace {
 std::vector<std::string> g_args;
@@ -133,6 +136,7 @@ int run_tool(int argc, char** argv, const std::string& usage, const std::functio
   gflags::SetVersionString(DRIFTLAB_VERSION);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   g_args.assign(argv + 1, argv + argc);
+  set_log_all_ranks(FLAGS_log_all_ranks);
   init_logging(argv[0], process_rank(), process_world_size());
   hdf5_silence_errors();
   try {

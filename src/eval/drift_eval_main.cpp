@@ -16,11 +16,14 @@
 #include "common/rng.h"
 #include "common/tool_main.h"
 #include "data/reader.h"
+#include "data/sample_files.h"
 #include "eval/classifier.h"
 #include "eval/metrics.h"
 
-DEFINE_string(generated, "", "compare: the generated data set (drift_sample --out)");
-DEFINE_string(reference, "", "compare: the real data set to compare with (ideally held out: a test split)");
+DEFINE_string(generated, "", "compare: the generated samples, in any format drift_sample writes: a shard data set, a folder "
+              "of PNG files (one subfolder per class), an .npz file (arr_0, optional labels) or a folder holding samples.npz");
+DEFINE_string(reference, "", "compare: the real data to compare with (ideally held out: a test split), in any of the "
+              "formats --generated accepts");
 DEFINE_int64(max_samples, 5000, "compare: at most this many samples per set (pairwise metrics are quadratic)");
 DEFINE_string(classifier, "", "compare (images): a classifier file from train-classifier, for the Frechet distance of its "
               "features and the class accuracy of conditional samples");
@@ -47,13 +50,14 @@ struct Row {
 };
 
 // The first min(n, size) rows of a deterministic permutation of the data set, decoded.
-std::pair<torch::Tensor, torch::Tensor> subsample(const data::ShardSet& s, int64_t begin, int64_t count, uint64_t salt) {
+// Only those rows are read (from any format: shard set, PNG folder, .npz), so the set is never loaded whole.
+std::pair<torch::Tensor, torch::Tensor> subsample(const data::SampleSet& s, int64_t begin, int64_t count, uint64_t salt) {
   std::vector<int64_t> order(s.size());
   for (int64_t i = 0; i < s.size(); ++i) order[i] = i;
   rng::Draw d(rng::Key{salt, rng::Stream::kTest, 0, 0});
   for (int64_t i = s.size() - 1; i > 0; --i) std::swap(order[i], order[d.below(i + 1)]);
   std::vector<int64_t> idx(order.begin() + begin, order.begin() + begin + count);
-  return {s.read(idx), s.labels_of(idx)};
+  return s.read(idx);
 }
 
 std::string json_escape(const std::string& s) {
@@ -65,8 +69,8 @@ std::string json_escape(const std::string& s) {
 int compare() {
   DL_REQUIRE(!FLAGS_generated.empty() && !FLAGS_reference.empty(), "compare needs --generated and --reference data sets");
   DL_REQUIRE(FLAGS_max_samples >= 10, "--max_samples must be >= 10, got " << FLAGS_max_samples);
-  auto gen = data::ShardSet::open(FLAGS_generated);
-  auto ref = data::ShardSet::open(FLAGS_reference);
+  auto ref = data::open_sample_set(FLAGS_reference);
+  auto gen = data::open_sample_set(FLAGS_generated, &ref->spec());
   DL_REQUIRE(gen->spec().decoded_shape() == ref->spec().decoded_shape(),
              "--generated holds " << gen->spec().describe() << " but --reference holds " << ref->spec().describe());
   const int64_t half = std::min(ref->size() / 2, FLAGS_max_samples);
@@ -136,8 +140,8 @@ int compare() {
       rows.push_back({"classified as asked class", classifier_accuracy(clf, g, g_lab), classifier_accuracy(clf, b, b_lab),
                       "floor = classifier accuracy on real data"});
   }
-  std::printf("generated: %s (%lld samples, %lld used)\nreference: %s (%lld samples, halves of %lld)\n\n",
-              gen->path().c_str(), static_cast<long long>(gen->size()), static_cast<long long>(gn), ref->path().c_str(),
+  std::printf("generated: %s (%s, %lld samples, %lld used)\nreference: %s (%lld samples, halves of %lld)\n\n",
+              gen->path().c_str(), gen->format().c_str(), static_cast<long long>(gen->size()), static_cast<long long>(gn), ref->path().c_str(),
               static_cast<long long>(ref->size()), static_cast<long long>(half));
   std::printf("%-36s %14s %14s %9s  %s\n", "metric", "generated", "floor (real)", "ratio", "note");
   for (const auto& r : rows)

@@ -213,13 +213,6 @@ EncoderConfig resolve_encoder(const EncoderRequest& r, int64_t data_channels) {
   return EncoderConfig::from_map(m);
 }
 
-FlagMap encoder_record(const EncoderConfig& cfg) {
-  FlagMap m = cfg.to_map();
-  m.erase("enc_kind");
-  m.erase("enc_path");
-  return m;
-}
-
 EncoderPtr load_encoder_file(const std::string& path) {
   torch::serialize::InputArchive ar;
   open_archive(ar, path);

@@ -90,9 +90,6 @@ std::string encoder_file_kind(const std::string& path);
 // The encoder of a run: the request (--encoder and --enc_*) with in_channels defaulting to the
 // data set's channel count. A file is opened to learn its kind. UserError naming the flag or file.
 EncoderConfig resolve_encoder(const EncoderRequest& request, int64_t data_channels);
-// The run-record entries of a resolved encoder: its enc_* sizes (what --enc_* resolved to); the
-// record's "encoder" entry keeps naming the file (or identity / resnet).
-FlagMap encoder_record(const EncoderConfig& cfg);
 
 // A drift_encoder file: the config text and the ResNet's parameters (written to a temporary
 // name, then renamed).

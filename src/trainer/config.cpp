@@ -1,6 +1,8 @@
 // validate(TrainConfig) (see config.h).
 #include "trainer/config.h"
 
+#include "ckpt/run_record.h"
+
 #include "common/check.h"
 
 #include <set>
@@ -50,6 +52,29 @@ std::vector<std::string> resume_conflicts(const std::map<std::string, std::strin
     else if (allowed) allowed->push_back(line);
   }
   return refused;
+}
+
+proto::RunConfig make_run_record(const TrainConfig& c, const models::GeneratorConfig& g, const models::EncoderConfig& e,
+                                 const data::DatasetSpec& spec) {
+  proto::RunConfig r;
+  for (const auto& [k, v] : c.record) (*r.mutable_flags())[k] = v;
+  ckpt::fill_from_map(g.to_map(), "gen_", r.mutable_generator(), "the generator");
+  ckpt::fill_from_map(e.to_map(), "enc_", r.mutable_encoder(), "the encoder");
+  ckpt::fill_from_map(data::spec_to_map(spec), "", r.mutable_data_spec(), "the data set's spec");
+  r.set_model_description(g.to_text());
+  auto* o = r.mutable_objective();
+  for (double t : c.objective.taus) o->add_taus(t);
+  o->set_drift_floor(c.objective.floor);
+  o->set_keys_per_location(c.objective.keys_per_location);
+  o->set_keys_patch(c.objective.keys_patch);
+  o->set_num_classes_per_step(c.batch.classes_per_step);
+  o->set_gen_per_class(c.batch.gen_per_class);
+  o->set_pos_per_class(c.batch.pos_per_class);
+  o->set_unc_per_class(c.batch.unc_per_class);
+  o->set_alpha_max(c.batch.guidance.alpha_max);
+  o->set_alpha_power(c.batch.guidance.alpha_power);
+  o->set_alpha_one_frac(c.batch.guidance.alpha_one_frac);
+  return r;
 }
 
 }  // namespace driftlab

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.pb.h"
 #include "common/optim.h"
+#include "data/format.h"
 #include "drift/features.h"
 #include "drift/field.h"
 #include "models/config.h"
@@ -86,6 +88,12 @@ struct TrainConfig {
   // manifest (the resolved model overrides its gen_* / enc_* entries) and what resume compares.
   std::map<std::string, std::string> record;
 };
+
+// The typed run record of a checkpoint (proto/checkpoint.proto RunConfig): the flags as given,
+// the resolved generator and encoder, the objective and the data set's schema (class counts are
+// added by the trainer).
+proto::RunConfig make_run_record(const TrainConfig& config, const models::GeneratorConfig& generator,
+                                 const models::EncoderConfig& encoder, const data::DatasetSpec& data);
 
 // Throws UserError naming the flag of the first invalid value (world: the ranks of this run).
 void validate(const TrainConfig& c, int world);

@@ -29,10 +29,11 @@
 #include "models/generators.h"       // make_generator, draw_generator_inputs
 #include "data/picture.h"            // picture
 #include "models/sampling.h"         // generate
-#include "ckpt/checkpoint.h"      // sharded checkpoints
+#include "ckpt/checkpoint.h"
+#include "ckpt/run_record.h"      // sharded checkpoints
 #include "trainer/metrics.h"         // metrics.jsonl + TensorBoard events
 #include "common/optim.h"           // AdamW, EMA, clipping, schedule
-#include "trainer/signals.h"         // graceful stop
+#include "common/signals.h"         // graceful stop
 #include "trainer/step_plan.h"       // classes, alphas, rank slices
 #include "trainer/config.h"          // TrainConfig
 #include "trainer/step.h"            // run_step: one step's computation
@@ -76,7 +77,8 @@ class Trainer {
   fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
 
   const TrainConfig cfg_;
-  std::map<std::string, std::string> record_;  // the run record (flags as given, model as resolved)
+  proto::RunConfig run_record_;                 // the typed run record of every checkpoint
+  std::map<std::string, std::string> record_;  // the same, flattened to flag names (resume compares it)
   comm::Communicator& comm_;
   comm::CommunicatorReducer reducer_;
   int rank_ = 0, world_ = 1;
@@ -132,11 +134,11 @@ void Trainer::build() {
   ema_gen_ = models::make_generator(gen_cfg_);
   const int64_t channels = spec.decoded_shape().size() == 3 ? spec.decoded_shape()[0] : 0;
   const auto enc_cfg = models::resolve_encoder(cfg_.encoder, channels);
-  // The run record: every flag as given, with the model as resolved (preset and data-set values
-  // included), so the sampler rebuilds exactly this model and resume compares like with like.
-  record_ = cfg_.record;
-  for (const auto& [k, v] : gen_cfg_.to_map()) record_[k] = v;
-  for (const auto& [k, v] : models::encoder_record(enc_cfg)) record_[k] = v;
+  // The run record: the model as resolved (preset and data-set values included), the objective
+  // and the data's schema, typed; the flags as given beside them. The sampler rebuilds exactly
+  // this model from it, and resume compares like with like, field by field.
+  run_record_ = make_run_record(cfg_, gen_cfg_, enc_cfg, spec);
+  record_ = ckpt::flat_record(run_record_);
   enc_ = models::make_frozen_encoder(enc_cfg);
   gen_->to(device_);
   ema_gen_->to(device_);
@@ -206,7 +208,7 @@ int64_t Trainer::resume() {
   const auto man = ckpt::read_manifest(dir);
   // The model must be the same, and the objective too unless --allow_objective_change; every
   // refused difference is listed at once. Other settings may change (each warned).
-  const std::map<std::string, std::string> then(man.config().flags().begin(), man.config().flags().end());
+  const auto then = ckpt::flat_record(ckpt::typed_record(man));
   std::vector<std::string> allowed;
   const auto refused = resume_conflicts(then, record_, cfg_.checkpoint.allow_objective_change, &allowed);
   if (!refused.empty()) {
@@ -278,9 +280,8 @@ void Trainer::save(int64_t next_step) {
     }
     man.set_step(next_step);
     man.set_world_size(world_);
-    for (const auto& [k, v] : record_) (*man.mutable_config()->mutable_flags())[k] = v;
-    man.mutable_config()->set_model_description(gen_cfg_.to_text());
-    for (const auto& [k, v] : data::spec_to_map(data_->spec())) (*man.mutable_config()->mutable_dataset())[k] = v;
+    *man.mutable_config() = run_record_;
+    for (int64_t n : data_->class_counts()) man.mutable_config()->add_class_counts(n);  // the sampler's class prior
     man.mutable_cursors()->set_seed(cfg_.seed);
     man.mutable_cursors()->set_next_step(next_step);
     man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * cfg_.batch.gen_per_class);

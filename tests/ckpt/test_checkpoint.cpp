@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "ckpt/checkpoint.h"
+#include "ckpt/run_record.h"
 
 namespace fs = std::filesystem;
 
@@ -160,6 +161,86 @@ TEST_F(CheckpointTest, PruneKeepsLastAndMilestones) {
   EXPECT_EQ(steps, (std::vector<uint64_t>{20, 40, 50, 60}));
   ASSERT_EQ(incomplete.size(), 1u);
   EXPECT_NE(incomplete[0].find(step_dir_name(70)), std::string::npos);
+}
+
+// The typed run record: maps <-> messages field by field, differences named as flags, a
+// format-1 manifest (flag map only) read as the same typed record, unknown versions refused.
+TEST_F(CheckpointTest, TypedRunRecordAndFormatVersions) {
+  const KeyValues gen{{"gen_arch", "conv"}, {"gen_sample_shape", "1,28,28"}, {"gen_width", "32"},
+                      {"gen_mlp_ratio", "2.5"}, {"gen_init_seed", "7"}, {"lr", "ignored"}};
+  proto::GeneratorSpec g;
+  fill_from_map(gen, "gen_", &g, "test");
+  EXPECT_EQ(g.arch(), "conv");
+  EXPECT_EQ(g.sample_shape_size(), 3);
+  EXPECT_EQ(g.sample_shape(2), 28);
+  EXPECT_EQ(g.width(), 32);
+  EXPECT_DOUBLE_EQ(g.mlp_ratio(), 2.5);
+  EXPECT_EQ(g.init_seed(), 7u);
+  const KeyValues back = to_map(g, "gen_");
+  for (const char* k : {"gen_arch", "gen_sample_shape", "gen_width", "gen_mlp_ratio", "gen_init_seed"})
+    EXPECT_EQ(back.at(k), gen.at(k)) << k;
+  EXPECT_EQ(back.count("lr"), 0u);
+  try {
+    fill_from_map({{"gen_width", "3x"}}, "gen_", &g, "the record");
+    ADD_FAILURE() << "a malformed value was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("gen_width"), std::string::npos) << e.what();
+  }
+  proto::ObjectiveSpec a, b;
+  a.add_taus(0.05);
+  a.add_taus(0.2);
+  b.add_taus(0.05);
+  b.set_keys_patch(true);
+  EXPECT_EQ(field_differences(a, b, "--"),
+            (std::vector<std::string>{"--taus: '0.05,0.2' -> '0.05'", "--keys_patch: 'false' -> 'true'"}));
+  EXPECT_EQ(field_differences(a, b, "--", {"taus"}), std::vector<std::string>{"--keys_patch: 'false' -> 'true'"});
+  EXPECT_TRUE(field_differences(a, a, "").empty());
+
+  // A format-1 manifest: the model and the objective lived in the flag map, the data in a map.
+  auto w = torch::ones({2});
+  const std::string dir = (root_ / step_dir_name(3)).string();
+  proto::Manifest v1;
+  v1.set_step(3);
+  v1.set_world_size(1);
+  for (auto& e : write_shard(dir, 0, {{"model/w", w, {}, 0}})) *v1.add_tensors() = e;
+  auto& flags = *v1.mutable_config()->mutable_flags();
+  for (const auto& [k, v] : gen) flags[k] = v;
+  flags["taus"] = "0.02,0.05,0.2";
+  flags["keys_patch"] = "true";
+  flags["encoder"] = "identity";
+  (*v1.mutable_config()->mutable_dataset())["kind"] = "image";
+  (*v1.mutable_config()->mutable_dataset())["sample_shape"] = "28,28,1";
+  commit_manifest(dir, v1);
+  // commit_manifest stamps the current version; write the old one as an old build would have.
+  auto man = read_manifest(dir);
+  EXPECT_EQ(man.format_version(), kFormatVersion);
+  man.set_format_version(1);
+  std::string bytes;
+  ASSERT_TRUE(man.SerializeToString(&bytes));
+  { std::ofstream(dir + "/" + kManifestName, std::ios::binary | std::ios::trunc) << bytes; }
+  const auto old = read_manifest(dir);
+  const RecordMaps maps = record_maps(old);
+  EXPECT_EQ(maps.generator.at("gen_arch"), "conv");
+  EXPECT_EQ(maps.generator.at("gen_sample_shape"), "1,28,28");
+  EXPECT_EQ(maps.objective.at("taus"), "0.02,0.05,0.2");
+  EXPECT_EQ(maps.objective.at("keys_patch"), "true");
+  EXPECT_EQ(maps.dataset.at("sample_shape"), "28,28,1");
+  EXPECT_EQ(typed_record(old).encoder().kind(), "identity");
+  const KeyValues flat = flat_record(typed_record(old));
+  EXPECT_EQ(flat.at("gen_width"), "32");
+  EXPECT_EQ(flat.at("lr"), "ignored");
+  EXPECT_EQ(flat.count("enc_kind"), 0u) << "kind and path are named by --encoder, not compared twice";
+
+  man.set_format_version(kFormatVersion + 1);
+  ASSERT_TRUE(man.SerializeToString(&bytes));
+  { std::ofstream(dir + "/" + kManifestName, std::ios::binary | std::ios::trunc) << bytes; }
+  try {
+    read_manifest(dir);
+    ADD_FAILURE() << "a manifest of a newer format was read";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("format version " + std::to_string(kFormatVersion + 1)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("newer driftlab"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "data/converters.h"
 #include "data/loader.h"
 #include "data/reader.h"
+#include "data/sample_files.h"
 #include "data/writer.h"
 
 namespace driftlab::data {
@@ -141,6 +142,63 @@ TEST_F(DataTest, ImageEncodeDecodeAndAppendDecoded) {
   EXPECT_TRUE(torch::equal(set->read_stored({0, 1, 2, 3, 4, 5}), stored));
   EXPECT_TRUE(torch::equal(set->read({5, 0}), dec.index_select(0, torch::tensor({5, 0}))));
   expect_user_error([&] { encode_samples(spec, torch::zeros({1, 5, 4, 3})); }, {"do not match"});
+}
+
+// The formats drift_sample writes for evaluation tools read back, by index, as what was written;
+// the same rows and placement give byte-identical shard files (the sampler's rank invariance).
+TEST_F(DataTest, PngFolderNpzAndShardFilesRoundTrip) {
+  DatasetSpec spec = image_spec(5, 4, 1, 3, {"a/b", "", "c"});
+  torch::Tensor stored = torch::arange(9 * 20, torch::kInt64).mul(7).remainder(256).to(torch::kUInt8).reshape({9, 5, 4, 1});
+  torch::Tensor dec = decode_samples(spec, stored), lab = torch::tensor({2, 0, 1, 1, 0, 2, 2, 0, 1});
+  EXPECT_EQ(png_class_folder(spec, 0), "a_b");
+  EXPECT_EQ(png_class_folder(spec, 1), "class_1");
+  EXPECT_EQ(png_sample_path(spec, 7, 2, 9), "c/000007.png");
+  EXPECT_EQ(png_sample_path(spec, 7, 2, 12345678), "c/00000007.png");
+  write_png_samples(path("png"), spec, 0, 9, dec.narrow(0, 0, 4), lab.narrow(0, 0, 4));
+  write_png_samples(path("png"), spec, 4, 9, dec.narrow(0, 4, 5), lab.narrow(0, 4, 5));
+  write_png_class_list(path("png"), spec);
+  auto png = open_sample_set(path("png"));
+  EXPECT_EQ(png->format(), "png");
+  ASSERT_EQ(png->size(), 9);
+  EXPECT_EQ(png->spec().num_classes, 3);
+  auto [pd, pl] = png->read({8, 0, 3});
+  EXPECT_TRUE(torch::equal(pd, dec.index_select(0, torch::tensor({8, 0, 3}))));
+  EXPECT_TRUE(torch::equal(pl, torch::tensor({1, 2, 1})));
+
+  RowSource rows = [&](int64_t first, int64_t count) {
+    return std::make_pair(stored.narrow(0, first, count), lab.narrow(0, first, count));
+  };
+  write_npz(path("s.npz"), spec, 9, rows);
+  auto npz = open_sample_set(path("s.npz"));
+  EXPECT_EQ(npz->format(), "npz");
+  ASSERT_EQ(npz->size(), 9);
+  auto [nd, nl] = npz->read({5, 5, 1, 8});
+  EXPECT_TRUE(torch::equal(nd, dec.index_select(0, torch::tensor({5, 5, 1, 8}))));
+  EXPECT_TRUE(torch::equal(nl, torch::tensor({2, 2, 0, 1})));
+  const std::string h = npy_header("|u1", {9, 5, 4, 1});
+  EXPECT_EQ(h.size() % 64, 0u);
+  const NpyInfo info = parse_npy_header(h, "header");
+  EXPECT_EQ(info.descr, "|u1");
+  EXPECT_EQ(info.shape, (std::vector<int64_t>{9, 5, 4, 1}));
+  EXPECT_EQ(info.header_bytes, static_cast<int64_t>(h.size()));
+  EXPECT_EQ(parse_npy_header(npy_header("<i8", {3}), "h").shape, (std::vector<int64_t>{3}));
+  expect_user_error([&] { parse_npy_header("not a header", "x.npy"); }, {"x.npy", "not a .npy"});
+
+  for (const char* name : {"s1.h5", "s2.h5"}) {
+    ShardFileWriter w(path(name), spec, ShardPlacement{1, 3, 27, dataset_id_of("job")}, 9);
+    w.append(stored.narrow(0, 0, 2), lab.narrow(0, 0, 2));
+    w.append(stored.narrow(0, 2, 7), lab.narrow(0, 2, 7));
+    w.close();
+  }
+  std::ifstream a(path("s1.h5"), std::ios::binary), b(path("s2.h5"), std::ios::binary);
+  const std::string ba((std::istreambuf_iterator<char>(a)), {}), bb((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_FALSE(ba.empty());
+  EXPECT_TRUE(ba == bb) << "the same rows must give the same shard bytes";
+  {
+    ShardFileWriter dropped(path("s3.h5"), spec, ShardPlacement{0, 1, 9, "x"}, 9);
+    dropped.append(stored.narrow(0, 0, 3), lab.narrow(0, 0, 3));
+  }
+  EXPECT_FALSE(fs::exists(path("s3.h5"))) << "an unfinished shard file must be removed";
 }
 
 TEST_F(DataTest, OverwriteRulesAndNoLeftovers) {

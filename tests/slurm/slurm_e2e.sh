@@ -5,7 +5,9 @@
 #     commits its checkpoint;
 #  2. sbatch again with --steps=40: the job resumes from step 20 (--resume=auto) and ends at 40;
 #  3. sbatch slurm/train_mpirun.sbatch (mpirun inside the allocation) continues to step 50;
-#  4. SIGUSR1 to a running job: checkpoint, exit 0, the template requeues, the rerun resumes.
+#  4. SIGUSR1 to a running job: checkpoint, exit 0, the template requeues, the rerun resumes;
+#  5. a sampling job (slurm/sample_srun.sbatch): SIGUSR1 mid-job, requeue, resume from the
+#     committed units, and the same files as an uninterrupted run.
 # Needs root (munge key, daemons). Exit 77 (ctest: skipped) when Slurm is not installed.
 # Usage: slurm_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
@@ -121,4 +123,19 @@ grep -q "stopped by signal 10 after step" "$out" || fail "job $job: the trainer 
 wait_for "grep -q 'resumed from' '$out'" 180 || fail "requeued job $job did not resume"
 scancel "$job"
 echo "job $job: $(grep -o 'stopped by signal 10 after step [0-9]*' "$out" | head -1), requeued, $(grep -o 'resumed from [^ ]*' "$out" | head -1)"
+
+echo "== sampling job (slurm/sample_srun.sbatch, 2 tasks): SIGUSR1 mid-job, requeue, resume; equals an uninterrupted run"
+sflags=(--checkpoint="$work/run1" --num_samples=60000 --shard_size=300 --batch_size=16)
+job=$(sbatch --parsable --ntasks=2 --time=00:10:00 "$src/slurm/sample_srun.sbatch" "${sflags[@]}" --out="$work/samp")
+out="driftlab-sample-$job.out"
+wait_for "[ \$(ls '$work/samp' 2>/dev/null | grep -c '\\.h5\$') -ge 4 ]" 120 || { cat "$out"; fail "sampling job $job committed no units"; }
+scancel --signal=USR1 "$job"
+wait_for "grep -q 'requeueing job $job' '$out'" 60 || { cat "$out"; fail "sampling job $job was not requeued after SIGUSR1"; }
+grep -q "stopped by signal 10 after committing" "$out" || fail "sampling job $job: no stop message"
+wait_for "grep -q 'wrote 60000 samples' '$out'" 240 || { cat "$out"; fail "requeued sampling job $job did not finish"; }
+grep -q "resuming: [0-9]* unit(s) committed" "$out" || fail "requeued sampling job $job did not resume"
+mpirun --allow-run-as-root -np 1 "$bin/drift_sample" "${sflags[@]}" --out="$work/samp-ref" --sample_threads=1 >/dev/null 2>&1 \
+  || fail "uninterrupted sampling run"
+for f in "$work"/samp-ref/shard-*.h5; do cmp -s "$f" "$work/samp/$(basename "$f")" || fail "requeued sampling differs in $(basename "$f")"; done
+echo "sampling job $job: $(grep -o 'resuming: [0-9]* unit(s) committed' "$out" | head -1) after SIGUSR1; identical to an uninterrupted run"
 echo "all Slurm checks passed"

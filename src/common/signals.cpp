@@ -1,5 +1,5 @@
 // Stop-signal handlers (see signals.h). Async-signal-safe: only an atomic store, or _exit.
-#include "trainer/signals.h"
+#include "common/signals.h"
 
 #include <csignal>
 #include <unistd.h>
