@@ -20,7 +20,8 @@ class MpiCommunicator final : public Communicator {
  public:
   // Duplicates `comm` (collective over it) so this communicator's traffic never mixes with
   // other users of the same ranks; errors on the duplicate are returned, not fatal in MPI.
-  // watchdog: the deadline of every collective (watchdog.h); on expiry MPI_Abort ends the job.
+  // watchdog: the deadline of every collective (watchdog.h; default none); on expiry MPI_Abort
+  // ends the job.
   MpiCommunicator(MPI_Comm comm, int local_rank, const WatchdogOptions& watchdog = {});
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

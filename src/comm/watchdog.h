@@ -31,15 +31,18 @@
 
 namespace driftlab::comm {
 
-// The default deadline, in seconds: long enough for any wait a healthy run has (checkpoint
-// writes, pictures on rank 0, slow start-up on a loaded file system), short enough that a hung
-// job does not burn an allocation. PyTorch's process groups default to 10 to 30 minutes.
+// The deadline tools default to (drift_train's --collective_timeout), in seconds: long enough
+// for any wait a healthy training run has (checkpoint writes, pictures on rank 0, slow start-up
+// on a loaded file system), short enough that a hung job does not burn an allocation. PyTorch's
+// process groups default to 10 to 30 minutes.
 inline constexpr double kDefaultCollectiveTimeoutSeconds = 600;
 // The exit status of a process ended by the watchdog (and the MPI_Abort error code).
 inline constexpr int kWatchdogExitCode = 3;
 
 struct WatchdogOptions {
-  double timeout_s = kDefaultCollectiveTimeoutSeconds;  // <= 0: no watchdog
+  // <= 0: no watchdog. Off unless the tool asks for it: a tool whose ranks wait for each other
+  // on purpose (a final barrier after uneven work) chooses its own deadline.
+  double timeout_s = 0;
   // Folder of the per-rank heartbeat records (created if missing); empty: no records, and the
   // expiry line cannot name the ranks that did not arrive.
   std::string heartbeat_dir;
