@@ -90,7 +90,11 @@ TEST_F(WatchdogDeath, NamesTheRanksThatDidNotArrive) {
         WatchdogOptions longer = o;
         longer.timeout_s = 5;
         CollectiveWatchdog arrived(longer, 3, 4, nullptr);
-        CollectiveWatchdog w(o, 0, 4, test_abort);
+        // the forked child computes its own folder name: it removes it before it exits
+        CollectiveWatchdog w(o, 0, 4, [dir](int code) {
+          fs::remove_all(dir);
+          test_abort(code);
+        });
         w.set_step(13);
         CollectiveWatchdog::Scope s3(&arrived, "all_reduce(max)");
         CollectiveWatchdog::Scope s(&w, "all_reduce(max)");
@@ -100,7 +104,6 @@ TEST_F(WatchdogDeath, NamesTheRanksThatDidNotArrive) {
       "all_reduce\\(max\\) \\(collective #1 of this rank\\) at step 13 on rank 0 did not complete within 1 s.*"
       "not arrived: rank 1 \\(no heartbeat for [0-9.]+ s: stopped, hung or dead; last heartbeat: after all_gather #4 at step "
       "12\\), rank 2 \\(alive but has not entered it; last heartbeat: after - #0 at step -1\\); ending the job");
-  fs::remove_all(dir);
 }
 
 TEST_F(WatchdogDeath, UnfinishedAsyncWorkExpires) {
