@@ -31,6 +31,10 @@ DEFINE_string(backend, "auto", "Communicator backend: auto (nccl when built with
 DEFINE_int32(small_tensors, 2048, "Tensors of 1024 floats in the latency-bound gradient sync case");
 DEFINE_int32(sync_iters, 10, "Gradient synchronisations per timing trial and method");
 DEFINE_string(reduce_chunks, "", "MPI backend: comma-separated reduction chunk sizes in bytes to compare (empty: the default only)");
+DEFINE_double(collective_timeout, 600, "Deadline of every collective in seconds, as drift_train's flag (0: no watchdog)");
+DEFINE_int32(watchdog_iters, 2000,
+             "Latency-bound all-reduces (8 bytes) per trial timed with and without the collective watchdog, "
+             "interleaved on two communicators (0: skip)");
 
 namespace driftlab::comm {
 namespace {
@@ -45,6 +49,8 @@ struct CommBenchConfig {
   int small_tensors = 2048;
   int sync_iters = 10;
   std::vector<int64_t> reduce_chunks;                 // MPI reduction chunk sizes; empty: the default only
+  double collective_timeout = 600;                    // watchdog deadline, seconds (0: none)
+  int watchdog_iters = 2000;                          // 8-byte all-reduces per watchdog trial (0: skip)
 };
 
 CommBenchConfig config_from_flags() {
@@ -52,6 +58,7 @@ CommBenchConfig config_from_flags() {
   c.min_bytes = FLAGS_min_bytes, c.max_bytes = FLAGS_max_bytes, c.bytes_per_trial = FLAGS_bytes_per_trial;
   c.trials = FLAGS_trials, c.blocks = FLAGS_blocks, c.backend = FLAGS_backend;
   c.small_tensors = FLAGS_small_tensors, c.sync_iters = FLAGS_sync_iters;
+  c.collective_timeout = FLAGS_collective_timeout, c.watchdog_iters = FLAGS_watchdog_iters;
   std::stringstream list(FLAGS_reduce_chunks);
   for (std::string item; std::getline(list, item, ',');) c.reduce_chunks.push_back(std::stoll(item));
   return c;
@@ -61,6 +68,8 @@ void validate(const CommBenchConfig& c) {
   DL_REQUIRE(c.min_bytes >= 4 && c.min_bytes <= c.max_bytes,
              "--min_bytes=" << c.min_bytes << " / --max_bytes=" << c.max_bytes << ": expected 4 <= min_bytes <= max_bytes");
   DL_REQUIRE(c.sync_iters > 0 && c.blocks > 0, "--sync_iters and --blocks must be positive");
+  DL_REQUIRE(c.collective_timeout >= 0, "--collective_timeout must be >= 0 (0: no watchdog), got " << c.collective_timeout);
+  DL_REQUIRE(c.watchdog_iters >= 0, "--watchdog_iters must be >= 0, got " << c.watchdog_iters);
 }
 
 // Runs fn `iters` times after a barrier, `trials` times; returns the best trial's mean seconds
@@ -97,6 +106,29 @@ void bandwidth_sweep(Communicator& comm, const CommBenchConfig& c) {
     double busbw = algbw * 2.0 * (n - 1) / n;
     if (comm.rank() == 0) std::printf("%12ld %8d %12.1f %12.3f %12.3f\n", static_cast<long>(bytes), iters, sec * 1e6, algbw, busbw);
   }
+}
+
+// The cost of the collective watchdog where it would show most: 8-byte all-reduces (pure
+// latency), on a communicator with the watchdog and one without, trials interleaved.
+void watchdog_overhead(Communicator& with, Communicator& without, const CommBenchConfig& c) {
+  if (c.watchdog_iters <= 0 || with.world_size() < 2) return;
+  torch::Tensor a = torch::ones({2}, torch::TensorOptions().dtype(torch::kFloat).device(with.device()));
+  torch::Tensor b = a.clone();
+  with.all_reduce_sum(a);
+  without.all_reduce_sum(b);
+  double t_with = 1e300, t_without = 1e300;
+  // The order alternates between trials, so neither variant always runs first.
+  for (int k = 0; k < c.trials; ++k) {
+    for (int v = 0; v < 2; ++v) {
+      if ((v + k) % 2 == 0) t_with = std::min(t_with, timed(with, c.watchdog_iters, [&] { with.all_reduce_sum(a); }));
+      else t_without = std::min(t_without, timed(without, c.watchdog_iters, [&] { without.all_reduce_sum(b); }));
+    }
+  }
+  if (with.rank() == 0)
+    std::printf("collective watchdog (timeout %g s): 8-byte all_reduce %.2f us with, %.2f us without (ratio %.3f; "
+                "best of %d trials of %d calls, %d ranks)\n",
+                with.watchdog() ? with.watchdog()->timeout_s() : 0.0, t_with * 1e6, t_without * 1e6,
+                t_with / t_without, c.trials, c.watchdog_iters, with.world_size());
 }
 
 // Times per-parameter all-reduces against the buckets for gradients of these parameters.
@@ -142,14 +174,22 @@ void gradient_sync(Communicator& comm, const CommBenchConfig& c, const std::stri
 
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv,
-                            "comm_bench: all-reduce bus bandwidth and bucketed gradient sync.\n"
+                            "comm_bench: all-reduce bus bandwidth, bucketed gradient sync and the collective watchdog's cost.\n"
                             "Usage: mpirun -np 2 comm_bench [--min_bytes=4096] [--max_bytes=67108864] [--reduce_chunks=1048576,16777216]",
                             [] {
                               using namespace driftlab::comm;
                               const CommBenchConfig c = config_from_flags();
                               validate(c);
                               const Topology& topo = init_topology();
-                              auto comm = make_communicator(topo, c.backend);
+                              CommOptions options;
+                              options.watchdog.timeout_s = c.collective_timeout;
+                              auto comm = make_communicator(topo, c.backend, options);
+                              {
+                                CommOptions off;
+                                off.watchdog.timeout_s = 0;
+                                auto plain = make_communicator(topo, c.backend, off);
+                                watchdog_overhead(*comm, *plain, c);
+                              }
                               auto* mpi = dynamic_cast<MpiCommunicator*>(comm.get());
                               std::vector<int64_t> chunks = c.reduce_chunks;
                               if (chunks.empty()) chunks.push_back(mpi ? mpi->reduce_chunk_bytes() : 0);

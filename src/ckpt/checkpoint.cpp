@@ -53,6 +53,38 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, size_t n,
 }
 #endif
 
+// A temporary file that is removed (with its descriptor closed) unless commit() renamed it into
+// place: a write that fails half way (ENOSPC, EIO) leaves nothing behind.
+class TmpFile {
+ public:
+  explicit TmpFile(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    DL_REQUIRE(fd_ >= 0, "cannot create '" << path_ << "': " << errno_text());
+  }
+  ~TmpFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TmpFile(const TmpFile&) = delete;
+  TmpFile& operator=(const TmpFile&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  // fsync, close (both can report a deferred write error, e.g. on NFS) and rename to `target`.
+  void commit(const std::string& target) {
+    DL_REQUIRE(::fsync(fd_) == 0, "cannot fsync '" << path_ << "': " << errno_text());
+    const int fd = fd_;
+    fd_ = -1;
+    DL_REQUIRE(::close(fd) == 0, "cannot close '" << path_ << "': " << errno_text());
+    DL_REQUIRE(::rename(path_.c_str(), target.c_str()) == 0,
+               "cannot rename '" << path_ << "' to '" << target << "': " << errno_text());
+    path_.clear();
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 std::string shard_name(int rank) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "shard_r%05d.bin", rank);
@@ -125,9 +157,10 @@ std::vector<proto::TensorEntry> write_shard(const std::string& step_dir, int ran
   std::error_code ec;
   fs::create_directories(step_dir, ec);
   DL_REQUIRE(!ec, "cannot create checkpoint directory '" << step_dir << "': " << ec.message());
-  const std::string name = shard_name(rank), path = step_dir + "/" + name, tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  DL_REQUIRE(fd >= 0, "cannot create '" << tmp << "': " << errno_text());
+  const std::string name = shard_name(rank), path = step_dir + "/" + name;
+  TmpFile file(path + ".tmp");
+  const int fd = file.fd();
+  const std::string& tmp = file.path();
   std::vector<proto::TensorEntry> entries;
   uint64_t offset = 0;
   write_all(fd, kShardMagic, sizeof kShardMagic, tmp);
@@ -155,10 +188,7 @@ std::vector<proto::TensorEntry> write_shard(const std::string& step_dir, int ran
     entries.push_back(std::move(e));
     offset += nbytes;
   }
-  DL_REQUIRE(::fsync(fd) == 0, "cannot fsync '" << tmp << "': " << errno_text());
-  ::close(fd);
-  DL_REQUIRE(::rename(tmp.c_str(), path.c_str()) == 0,
-             "cannot rename '" << tmp << "' to '" << path << "': " << errno_text());
+  file.commit(path);
   fsync_dir(step_dir);
   return entries;
 }
@@ -178,6 +208,14 @@ void commit_manifest(const std::string& step_dir, proto::Manifest manifest) {
   std::string bytes;
   DL_CHECK(manifest.SerializeToString(&bytes), "manifest serialization failed");
   write_file_atomic(step_dir + "/" + kManifestName, bytes);
+}
+
+std::string discard_step(const std::string& step_dir) {
+  std::error_code ec;
+  fs::remove_all(step_dir, ec);
+  if (ec) return "cannot remove '" + step_dir + "': " + ec.message();
+  fsync_dir(fs::path(step_dir).parent_path().string());
+  return "";
 }
 
 proto::Manifest read_manifest(const std::string& step_dir) {

@@ -44,13 +44,20 @@ struct TensorToSave {
 };
 
 // Writes shard_r<rank>.bin into `step_dir` (created if missing) durably and returns the index
-// entries of its tensors. Any existing shard of the same name is replaced atomically.
+// entries of its tensors. Any existing shard of the same name is replaced atomically. On any
+// I/O error (ENOSPC, EIO, ...) the temporary file is removed before the UserError naming the
+// file and the system's message is thrown.
 std::vector<proto::TensorEntry> write_shard(const std::string& step_dir, int rank,
                                             const std::vector<TensorToSave>& tensors);
 
 // Writes the manifest last (tmp + fsync + rename + directory fsync). Fills format_version,
 // created_utc and driftlab_version; `manifest.shards` is derived from the tensor entries.
+// A failed write removes its temporary file, as write_shard does.
 void commit_manifest(const std::string& step_dir, proto::Manifest manifest);
+
+// Removes a step directory whose write failed (every shard and temporary file in it). Returns
+// "" on success, else the reason (best effort: the caller reports it).
+std::string discard_step(const std::string& step_dir);
 
 // Reads and validates step_dir/manifest.pb (UserError naming the file when missing or corrupt).
 proto::Manifest read_manifest(const std::string& step_dir);

@@ -61,7 +61,14 @@ torch::Tensor Communicator::all_gather_varying(const torch::Tensor&, std::vector
 void Communicator::broadcast(torch::Tensor&, int) { unsupported("broadcast"); }
 void Communicator::barrier() { unsupported("barrier"); }
 
-std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend) {
+void Communicator::start_watchdog(const WatchdogOptions& options, int rank, int world, std::function<void(int)> abort) {
+  // A world of one has nothing to wait for; a timeout of 0 turns the deadline off.
+  if (world > 1 && options.timeout_s > 0)
+    watchdog_ = std::make_unique<CollectiveWatchdog>(options, rank, world, std::move(abort));
+}
+
+std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend,
+                                                const CommOptions& options) {
   DL_REQUIRE(backend == "auto" || backend == "mpi" || backend == "nccl",
              "communicator backend '" << backend << "': expected one of auto, mpi, nccl");
 #if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
@@ -69,14 +76,14 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
   if (backend == "nccl" || (backend == "auto" && gpu)) {
     DL_REQUIRE(gpu, "communicator backend 'nccl' needs a visible CUDA device; none is visible on this "
                     "process (check CUDA_VISIBLE_DEVICES and the driver), or use --backend=mpi");
-    return std::make_unique<NcclCommunicator>(topology);
+    return std::make_unique<NcclCommunicator>(topology, options.watchdog);
   }
 #else
   DL_REQUIRE(backend != "nccl",
              "communicator backend 'nccl' is not in this build: it needs a CUDA-enabled LibTorch and NCCL "
              "at configure time (see README, 'Distributed runtime'); use the mpi backend");
 #endif
-  return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank);
+  return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank, options.watchdog);
 }
 
 torch::Device select_device(const std::string& request, const Topology& topology, const std::string& what) {

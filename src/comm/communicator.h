@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/watchdog.h"
 #include "common/check.h"
 
 namespace driftlab::comm {
@@ -68,15 +69,35 @@ class Communicator {
   virtual void broadcast(torch::Tensor& t, int root);
   virtual void barrier();
 
+  // The step the caller is in: the collective watchdog names it when a collective times out
+  // (the trainer sets it every step). Cheap (one relaxed store); a no-op without a watchdog.
+  void set_step(int64_t step) {
+    if (watchdog_) watchdog_->set_step(step);
+  }
+  // The deadline on this communicator's collectives (watchdog.h); null when there is none (a
+  // world of one, or a timeout of 0).
+  CollectiveWatchdog* watchdog() const { return watchdog_.get(); }
+
  protected:
   [[noreturn]] void unsupported(const std::string& operation, const std::string& detail = "") const;
+  // Backends create it once rank and world are known (start_watchdog) and reset it first thing
+  // in their destructor, so its thread never outlives what their abort touches.
+  void start_watchdog(const WatchdogOptions& options, int rank, int world, std::function<void(int)> abort);
+  std::unique_ptr<CollectiveWatchdog> watchdog_;
+};
+
+// Options of make_communicator (the tools fill them from their flags).
+struct CommOptions {
+  WatchdogOptions watchdog;  // deadline of every collective (--collective_timeout of drift_train)
 };
 
 // Makes the communicator for this process (collective over the world). backend: "mpi", "nccl" or
 // "auto" (NCCL when this build has CUDA and a GPU is visible, else MPI); tools take it from
 // their --backend flag. "nccl" in a build or on a machine without it is a UserError saying what is
-// missing.
-std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend = "auto");
+// missing. options.watchdog: the deadline of every collective (default: none; drift_train and
+// comm_bench pass their --collective_timeout).
+std::unique_ptr<Communicator> make_communicator(const Topology& topology, const std::string& backend = "auto",
+                                                const CommOptions& options = {});
 
 // The device a rank computes on. request: "cpu", "cuda" (the rank's local GPU), "cuda:N", or
 // "auto" (the rank's local GPU when this build has CUDA and one is visible, else the CPU). The

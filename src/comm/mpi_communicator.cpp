@@ -32,6 +32,24 @@ bool staged_in_float(torch::ScalarType s) { return s == torch::kBFloat16 || s ==
 
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
 
+// Names of the collectives in the watchdog's records (string literals: they outlive every scope).
+const char* all_reduce_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "all_reduce(sum)";
+    case ReduceOp::kMax: return "all_reduce(max)";
+    case ReduceOp::kAvg: return "all_reduce(avg)";
+  }
+  return "all_reduce";
+}
+const char* async_wait_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "wait(all_reduce_async(sum))";
+    case ReduceOp::kMax: return "wait(all_reduce_async(max))";
+    case ReduceOp::kAvg: return "wait(all_reduce_async(avg))";
+  }
+  return "wait(all_reduce_async)";
+}
+
 // The buffer a reduction runs on: t itself when it is contiguous in a type MPI reduces, else a
 // contiguous (float32 for 16-bit floats) copy that is written back afterwards.
 torch::Tensor reduction_buffer(const torch::Tensor& t) {
@@ -52,12 +70,15 @@ std::string meta_string(const int64_t* meta) {
 
 class MpiWork final : public Work {
  public:
-  MpiWork(torch::Tensor& target, torch::Tensor buffer, std::vector<MPI_Request> requests, ReduceOp op, int world)
-      : target_(target), buffer_(std::move(buffer)), requests_(std::move(requests)), op_(op), world_(world) {}
+  MpiWork(torch::Tensor& target, torch::Tensor buffer, std::vector<MPI_Request> requests, ReduceOp op, int world,
+          CollectiveWatchdog* watchdog)
+      : target_(target), buffer_(std::move(buffer)), requests_(std::move(requests)), op_(op), world_(world),
+        watchdog_(watchdog) {}
   ~MpiWork() override { wait(); }
   void wait() override {
     if (done_) return;
     done_ = true;
+    CollectiveWatchdog::Scope deadline(watchdog_, async_wait_name(op_));
     DL_CHECK_MPI(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
     finish_reduction(target_, buffer_, op_, world_);
   }
@@ -68,20 +89,27 @@ class MpiWork final : public Work {
   std::vector<MPI_Request> requests_;
   ReduceOp op_;
   int world_;
+  CollectiveWatchdog* watchdog_;  // the communicator's; outlives every Work (see communicator.h)
   bool done_ = false;
 };
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, int local_rank) : local_rank_(local_rank) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, int local_rank, const WatchdogOptions& watchdog)
+    : local_rank_(local_rank) {
   DL_REQUIRE(comm != MPI_COMM_NULL, "MpiCommunicator: the MPI communicator is null; call comm::init_topology() first");
+  DL_CHECK_MPI(MPI_Comm_rank(comm, &rank_));
+  DL_CHECK_MPI(MPI_Comm_size(comm, &world_));
+  // Started first, so the duplication (collective) runs under the deadline too. MPI_COMM_WORLD,
+  // not comm_: the launcher then ends every rank of the job, whatever comm_ spans.
+  start_watchdog(watchdog, rank_, world_, [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "MPI_Comm_dup (communicator set-up)");
   DL_CHECK_MPI(MPI_Comm_dup(comm, &comm_));
   DL_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  DL_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
-  DL_CHECK_MPI(MPI_Comm_size(comm_, &world_));
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  watchdog_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -120,6 +148,7 @@ void MpiCommunicator::all_reduce(torch::Tensor& t, ReduceOp op) {
   const int64_t n = buffer.numel();
   char* base = static_cast<char*>(buffer.data_ptr());
   const int64_t chunk = std::max<int64_t>(1, reduce_chunk_bytes_ / buffer.element_size());
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), all_reduce_name(op));
   for (int64_t off = 0; off < n; off += chunk) {
     int count = static_cast<int>(std::min(chunk, n - off));
     DL_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, base + off * buffer.element_size(), count, type, mpi_op(op), comm_));
@@ -141,7 +170,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(torch::Tensor& t, Reduce
     DL_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, base + off * buffer.element_size(), count, type, mpi_op(op), comm_,
                                 &requests.back()));
   }
-  return std::make_unique<MpiWork>(t, std::move(buffer), std::move(requests), op, world_);
+  return std::make_unique<MpiWork>(t, std::move(buffer), std::move(requests), op, world_, watchdog_.get());
 }
 
 // Every rank learns every rank's dtype and shape, and all ranks raise the same error on a mismatch
@@ -172,6 +201,7 @@ static std::vector<int64_t> exchange_shapes(MPI_Comm comm, int world, const torc
 
 torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& t) {
   require_cpu(t, "all_gather");
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "all_gather");
   exchange_shapes(comm_, world_, t, /*equal_dim0=*/true, "all_gather");
   torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
   auto sizes = src.sizes().vec();
@@ -192,6 +222,7 @@ torch::Tensor MpiCommunicator::all_gather_varying(const torch::Tensor& t, std::v
     if (counts) counts->assign(1, out.size(0));
     return out;
   }
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "all_gather_varying");
   std::vector<int64_t> meta = exchange_shapes(comm_, world_, t, /*equal_dim0=*/false, "all_gather_varying");
   torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
   int64_t row_elems = 1;
@@ -225,6 +256,7 @@ void MpiCommunicator::broadcast(torch::Tensor& t, int root) {
   torch::Tensor buffer = t.is_contiguous() ? t : t.contiguous();
   const int64_t bytes = buffer.numel() * buffer.element_size();
   char* base = static_cast<char*>(buffer.data_ptr());
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "broadcast");
   for (int64_t off = 0; off < bytes; off += kMaxChunk) {
     int count = static_cast<int>(std::min(kMaxChunk, bytes - off));
     DL_CHECK_MPI(MPI_Bcast(base + off, count, MPI_BYTE, root, comm_));
@@ -232,6 +264,9 @@ void MpiCommunicator::broadcast(torch::Tensor& t, int root) {
   if (!buffer.is_same(t)) t.copy_(buffer);
 }
 
-void MpiCommunicator::barrier() { DL_CHECK_MPI(MPI_Barrier(comm_)); }
+void MpiCommunicator::barrier() {
+  CollectiveWatchdog::Scope deadline(watchdog_.get(), "barrier");
+  DL_CHECK_MPI(MPI_Barrier(comm_));
+}
 
 }  // namespace driftlab::comm

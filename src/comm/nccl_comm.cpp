@@ -2,6 +2,7 @@
 #include "comm/nccl_comm.h"
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -9,6 +10,31 @@
 #include "common/check_cuda.h"
 
 namespace driftlab::comm {
+namespace {
+
+// Completion of one NCCL collective on the GPU, polled by the watchdog thread.
+class CudaEventWork final : public PendingWork {
+ public:
+  CudaEventWork(int device, cudaEvent_t event) : device_(device), event_(event) {}
+  ~CudaEventWork() override {
+    cudaSetDevice(device_);
+    cudaEventDestroy(event_);
+  }
+  bool done() override {
+    cudaSetDevice(device_);  // per thread: the watchdog thread has its own current device
+    const cudaError_t q = cudaEventQuery(event_);
+    if (q == cudaErrorNotReady) return false;
+    // An error here is reported by the collective's own thread (check_async_error, synchronize).
+    if (q != cudaSuccess) cudaGetLastError();
+    return true;
+  }
+
+ private:
+  int device_;
+  cudaEvent_t event_;
+};
+
+}  // namespace
 
 int cuda_device_count() {
   int n = 0;
@@ -53,14 +79,34 @@ NcclComm::~NcclComm() {
   if (comm_ != nullptr) ncclCommDestroy(comm_);
 }
 
+void NcclComm::abort() {
+  if (comm_ != nullptr) ncclCommAbort(comm_);
+}
+
+void NcclComm::watch_completion(const char* op, cudaStream_t stream) {
+  if (watchdog_ == nullptr) return;
+  cudaEvent_t event;
+  DL_CHECK_CUDA(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  DL_CHECK_CUDA(cudaEventRecord(event, stream));
+  watchdog_->watch_async(op, std::make_unique<CudaEventWork>(device_, event));
+}
+
 void NcclComm::all_reduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
                           cudaStream_t stream) {
-  DL_CHECK_NCCL(ncclAllReduce(send, recv, count, type, op, comm_, stream));
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_, "nccl all_reduce (enqueue)");
+    DL_CHECK_NCCL(ncclAllReduce(send, recv, count, type, op, comm_, stream));
+  }
+  watch_completion("nccl all_reduce", stream);
   check_async_error();
 }
 
 void NcclComm::all_gather(const void* send, void* recv, size_t count, ncclDataType_t type, cudaStream_t stream) {
-  DL_CHECK_NCCL(ncclAllGather(send, recv, count, type, comm_, stream));
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_, "nccl all_gather (enqueue)");
+    DL_CHECK_NCCL(ncclAllGather(send, recv, count, type, comm_, stream));
+  }
+  watch_completion("nccl all_gather", stream);
   check_async_error();
 }
 
@@ -70,20 +116,28 @@ void NcclComm::all_gather_varying(const void* send, void* recv, const std::vecto
   const size_t elem = nccl_type_size(type);
   size_t offset = 0;
   // Grouped so NCCL schedules the size() broadcasts as one operation, without deadlock.
-  DL_CHECK_NCCL(ncclGroupStart());
-  for (int r = 0; r < size_; ++r) {
-    void* dst = static_cast<char*>(recv) + offset * elem;
-    if (counts[r] > 0) DL_CHECK_NCCL(ncclBroadcast(send, dst, counts[r], type, r, comm_, stream));
-    offset += counts[r];
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_, "nccl all_gather_varying (enqueue)");
+    DL_CHECK_NCCL(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      void* dst = static_cast<char*>(recv) + offset * elem;
+      if (counts[r] > 0) DL_CHECK_NCCL(ncclBroadcast(send, dst, counts[r], type, r, comm_, stream));
+      offset += counts[r];
+    }
+    DL_CHECK_NCCL(ncclGroupEnd());
   }
-  DL_CHECK_NCCL(ncclGroupEnd());
+  watch_completion("nccl all_gather_varying", stream);
   check_async_error();
 }
 
 void NcclComm::broadcast(void* buffer, size_t count, ncclDataType_t type, int root, cudaStream_t stream) {
   DL_REQUIRE(root >= 0 && root < size_, "communicator backend 'nccl': broadcast root " << root
                                             << " is not a rank of this world of " << size_);
-  DL_CHECK_NCCL(ncclBroadcast(buffer, buffer, count, type, root, comm_, stream));
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_, "nccl broadcast (enqueue)");
+    DL_CHECK_NCCL(ncclBroadcast(buffer, buffer, count, type, root, comm_, stream));
+  }
+  watch_completion("nccl broadcast", stream);
   check_async_error();
 }
 
@@ -100,6 +154,7 @@ void NcclComm::check_async_error() {
 }
 
 void NcclComm::synchronize(cudaStream_t stream) {
+  CollectiveWatchdog::Scope deadline(watchdog_, "nccl synchronize");
   for (;;) {
     cudaError_t q = cudaStreamQuery(stream);
     if (q == cudaSuccess) return;

@@ -6,7 +6,10 @@
 // Bootstrap as in llm.c: rank 0 makes the NCCL unique id, MPI_Bcast shares it, every rank calls
 // ncclCommInitRank on its own device. Collectives are enqueued on the caller's stream and return
 // at once; synchronize() waits for a stream while watching ncclCommGetAsyncError, so a failed
-// peer ends this process with NCCL's message instead of a hang.
+// peer ends this process with NCCL's message instead of a hang. With a collective watchdog
+// (set_watchdog), the enqueue and every wait run under its deadline, and each collective's
+// completion on the GPU is watched through a CUDA event recorded after it, so a peer that never
+// arrives ends the job even when the host is blocked elsewhere (e.g. in a device-to-host copy).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -15,6 +18,8 @@
 
 #include <cstddef>
 #include <vector>
+
+#include "comm/watchdog.h"
 
 namespace driftlab::comm {
 
@@ -53,7 +58,15 @@ class NcclComm {
   // Waits until everything enqueued on stream has run, checking for asynchronous NCCL errors.
   void synchronize(cudaStream_t stream);
 
+  // The deadline of every collective and wait (null: none). Not owned; must outlive this.
+  void set_watchdog(CollectiveWatchdog* watchdog) { watchdog_ = watchdog; }
+  // Aborts the NCCL communicator from any thread (the watchdog's), unblocking its kernels.
+  void abort();
+
  private:
+  // Records a CUDA event after the collective just enqueued on stream and hands it to the watchdog.
+  void watch_completion(const char* op, cudaStream_t stream);
+  CollectiveWatchdog* watchdog_ = nullptr;
   ncclComm_t comm_ = nullptr;
   int rank_ = 0;
   int size_ = 1;

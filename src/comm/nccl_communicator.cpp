@@ -39,7 +39,8 @@ cudaStream_t current_stream(int device) { return c10::cuda::getCurrentCUDAStream
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(const Topology& topology) : local_rank_(topology.local_rank) {
+NcclCommunicator::NcclCommunicator(const Topology& topology, const WatchdogOptions& watchdog)
+    : local_rank_(topology.local_rank) {
   DL_CHECK_MPI(MPI_Comm_dup(topology.world, &mpi_));
   DL_CHECK_MPI(MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN));
   int devices = cuda_device_count();
@@ -48,10 +49,21 @@ NcclCommunicator::NcclCommunicator(const Topology& topology) : local_rank_(topol
              "communicator backend 'nccl': " << topology.local_world_size << " ranks on this node but only " << devices
                                              << " visible CUDA device(s); NCCL needs one device per rank (start at most "
                                              << devices << " ranks per node)");
-  nccl_ = std::make_unique<NcclComm>(mpi_, topology.local_rank % devices);
+  // Started first, so the bootstrap (MPI_Bcast of the id, ncclCommInitRank: both wait for every
+  // rank) runs under the deadline too. The abort unblocks NCCL's kernels before MPI_Abort.
+  start_watchdog(watchdog, topology.rank, topology.world_size, [this](int code) {
+    if (nccl_) nccl_->abort();
+    MPI_Abort(MPI_COMM_WORLD, code);
+  });
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_.get(), "nccl init");
+    nccl_ = std::make_unique<NcclComm>(mpi_, topology.local_rank % devices);
+  }
+  nccl_->set_watchdog(watchdog_.get());
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  watchdog_.reset();
   nccl_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -111,7 +123,10 @@ torch::Tensor NcclCommunicator::all_gather_varying(const torch::Tensor& t, std::
   // Rows per rank over MPI (host memory); the other dims and the dtype must agree everywhere.
   int64_t mine[3] = {src.size(0), row_elems, static_cast<int64_t>(src.scalar_type())};
   std::vector<int64_t> all(static_cast<size_t>(world_size()) * 3);
-  DL_CHECK_MPI(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, mpi_));
+  {
+    CollectiveWatchdog::Scope deadline(watchdog_.get(), "all_gather_varying (row counts over MPI)");
+    DL_CHECK_MPI(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, mpi_));
+  }
   std::vector<size_t> bytes(world_size());
   int64_t total_rows = 0;
   if (counts) counts->assign(world_size(), 0);

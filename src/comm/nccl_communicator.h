@@ -15,7 +15,9 @@ namespace driftlab::comm {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(const Topology& topology);
+  // watchdog: the deadline of every collective and wait (watchdog.h); on expiry the NCCL
+  // communicator is aborted and MPI_Abort ends the job.
+  explicit NcclCommunicator(const Topology& topology, const WatchdogOptions& watchdog = {});
   ~NcclCommunicator() override;
 
   std::string backend() const override { return "nccl"; }

@@ -1,6 +1,9 @@
 // PNG I/O on libpng, image grids and a small rasteriser for scatter plots (see image.h).
 #include "common/image.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <png.h>
 #include <torch/torch.h>
 
@@ -27,7 +30,11 @@ void write_png(const std::string& path, const Image& image) {
     std::remove(tmp.c_str());
     throw UserError("cannot write PNG '" + path + "': " + pi.message);
   }
-  DL_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '" << tmp << "' to '" << path << "'");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw UserError("cannot rename '" + tmp + "' to '" + path + "': " + why);
+  }
 }
 
 Image read_png(const std::string& path) {

@@ -2,6 +2,8 @@
 // reference points (training pictures, drift_sample's PNG).
 #pragma once
 
+#include <string>
+
 #include <torch/types.h>
 
 #include "common/image.h"
@@ -9,8 +11,14 @@
 
 namespace driftlab::data {
 
-// Images [n, C, H, W] in [-1, 1] -> a grid; points [n, 2] -> a scatter (blue) over the reference
-// points (grey, may be undefined). Other shapes: UserError naming the data set's sample shape.
+// Why samples of this data set cannot be drawn ("" when they can): images need 1 or 3
+// channels, vectors at least 2 coordinates. Callers check it once, before training, and skip
+// the pictures with one warning instead of failing later.
+std::string picture_unsupported(const DatasetSpec& spec);
+
+// Images [n, C, H, W] in [-1, 1] -> a grid; points [n, D], D >= 2 -> a scatter (blue) of the
+// first two coordinates over those of the reference points (grey, may be undefined). Other
+// shapes: UserError naming the data set's sample shape.
 Image picture(const DatasetSpec& spec, const torch::Tensor& samples, const torch::Tensor& reference, int cols = 0);
 
 }  // namespace driftlab::data

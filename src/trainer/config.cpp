@@ -21,6 +21,9 @@ void validate(const TrainConfig& c, int world) {
   DL_REQUIRE(c.output.log_every >= 1 && c.checkpoint.every >= 1, "--log_every and --ckpt_every must be >= 1");
   DL_REQUIRE(c.runtime.check_sync_every >= 0,
              "--check_sync_every=" << c.runtime.check_sync_every << ": expected 0 (off) or a positive number of steps");
+  DL_REQUIRE(c.runtime.collective_timeout >= 0 && c.runtime.collective_timeout <= 7 * 24 * 3600.0,
+             "--collective_timeout=" << c.runtime.collective_timeout
+                                     << ": expected 0 (no deadline) or a number of seconds up to a week");
   validate(c.optim.schedule);
 }
 
@@ -40,7 +43,9 @@ std::vector<std::string> resume_conflicts(const std::map<std::string, std::strin
   std::vector<std::string> refused;
   for (const auto& [k, v] : then) {
     auto it = now.find(k);
-    if (it == now.end() || it->second == v || k == "resume" || k == "steps" || k == "threads") continue;
+    if (it == now.end() || it->second == v || k == "resume" || k == "steps" || k == "threads" ||
+        k == "collective_timeout")
+      continue;
     const std::string line = "--" + k + ": '" + v + "' -> '" + it->second + "'";
     const RecordKey kind = classify_record_key(k);
     if (kind == RecordKey::kModel || (kind == RecordKey::kObjective && !allow_objective_change)) refused.push_back(line);

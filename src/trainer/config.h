@@ -65,6 +65,8 @@ struct RuntimeConfig {
   std::string backend = "auto";  // auto | mpi | nccl
   int64_t prefetch = 2;         // steps of real data prepared ahead (0: none)
   int64_t check_sync_every = 0;  // replica check every this many steps (0: never)
+  // Deadline of every collective in seconds (0: off); heartbeat records in run_dir/watchdog.
+  double collective_timeout = 600;
 };
 
 struct TrainConfig {

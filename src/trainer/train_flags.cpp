@@ -47,6 +47,11 @@ DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for 
 DEFINE_double(picture_alpha, 1.0, "pictures: guidance scale of the samples drawn");
 DEFINE_int64(prefetch, 2, "steps of real data prepared ahead by a background thread (0: none)");
 DEFINE_int64(test_pause_in_checkpoint_ms, 0, "testing only: sleep this long after the shards and before the manifest");
+DEFINE_double(collective_timeout, 600,
+              "deadline in seconds of every collective and every wait on another rank (0: none); when one expires "
+              "the job ends with one line naming the collective, the step and the ranks that did not arrive "
+              "(from heartbeat records in --run_dir/watchdog). Must exceed the longest time one rank works alone "
+              "while the others wait (a checkpoint write, a picture on rank 0)");
 DEFINE_int64(check_sync_every, 0,
              "Every this many steps, check that all ranks hold bit-identical parameters and buffers "
              "(one 64-bit hash per tensor, compared across ranks); 0 disables the check");
@@ -170,6 +175,7 @@ TrainConfig train_config_from_flags() {
   c.runtime.backend = FLAGS_backend;
   c.runtime.prefetch = FLAGS_prefetch;
   c.runtime.check_sync_every = FLAGS_check_sync_every;
+  c.runtime.collective_timeout = FLAGS_collective_timeout;
 
   c.record = project_flag_values();
   return c;

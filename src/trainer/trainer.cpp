@@ -67,7 +67,11 @@ class Trainer {
   int64_t resume();
   void step(int64_t t);
   void save(int64_t next_step);
+  // True when every rank passed ok = true (collective); else failed_rank_ is the lowest that did not.
+  bool agree_all_ok(bool ok);
+  [[noreturn]] void fail_checkpoint(const std::string& dir, int64_t next_step, const std::string& error);
   void write_picture(int64_t step, const std::string& name);
+  void draw_picture(int64_t step, const std::string& name);
   // The plan of step t, computed once: by the loader's request (ahead, on its thread) or here.
   StepPlan take_plan(int64_t t);
   fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
@@ -107,9 +111,12 @@ class Trainer {
   std::vector<std::string> key_order_;                            // keys in the order of the loss
   int64_t logged_steps_ = 0;
   std::string last_checkpoint_ = "none";
+  int failed_rank_ = -1;
+  bool pictures_ = true;  // off when the data set's samples cannot be drawn (warned once at start)
 };
 
 void Trainer::build() {
+  comm_.set_step(0);
   rank_ = comm_.rank();
   world_ = comm_.world_size();
   device_ = comm_.device();
@@ -165,6 +172,11 @@ void Trainer::build() {
   step_ctx_.reducer = &reducer_;
   step_ctx_.device = device_;
   metrics_ = std::make_unique<MetricsWriter>(cfg_.output.run_dir, rank_ == 0);
+  // Side outputs never stop a run: a shape the picture writer cannot draw is found here, once.
+  if (const std::string why = data::picture_unsupported(spec); !why.empty()) {
+    pictures_ = false;
+    if (rank_ == 0) LOG(WARNING) << "training pictures are off: " << why;
+  }
 
   LOG(INFO) << "data: " << data_->path() << " (" << data_->size() << " samples, " << spec.describe() << ")";
   LOG(INFO) << "generator: " << gen_cfg_.arch << ", " << models::count_parameters(*gen_) << " parameters; encoder: "
@@ -240,8 +252,18 @@ void Trainer::save(int64_t next_step) {
       mine.push_back({prefix + param_names_[i], t.detach().flatten().slice(0, b, e), t.sizes().vec(), b});
     }
   }
+  // A failed write (ENOSPC, EIO, ...) on any rank must not leave a half-written step behind nor
+  // touch the previous checkpoint: every rank reports whether its shard is on disk, and on a
+  // failure the step directory is removed and the job ends (fail_checkpoint).
   proto::Manifest part;
-  for (auto& e : ckpt::write_shard(dir, rank_, mine)) *part.add_tensors() = std::move(e);
+  std::string error;
+  try {
+    for (auto& e : ckpt::write_shard(dir, rank_, mine)) *part.add_tensors() = std::move(e);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const bool shard_ok = error.empty();
+  if (!agree_all_ok(shard_ok)) fail_checkpoint(dir, next_step, error);
   const std::string bytes = part.SerializeAsString();
   auto local = torch::from_blob(const_cast<char*>(bytes.data()), {static_cast<int64_t>(bytes.size())}, torch::kUInt8).clone();
   std::vector<int64_t> counts;
@@ -263,13 +285,57 @@ void Trainer::save(int64_t next_step) {
     man.mutable_cursors()->set_seed(cfg_.seed);
     man.mutable_cursors()->set_next_step(next_step);
     man.mutable_cursors()->set_samples_seen(static_cast<uint64_t>(next_step) * classes_per_step_ * cfg_.batch.gen_per_class);
-    ckpt::commit_manifest(dir, man);
-    for (const auto& p : ckpt::prune(ckpt_root().string(), cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every))
-      LOG(INFO) << "removed old checkpoint " << p;
+    try {
+      ckpt::commit_manifest(dir, man);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
   }
-  comm_.barrier();
+  // In place of a barrier: every rank learns whether the manifest was committed.
+  if (!agree_all_ok(error.empty())) fail_checkpoint(dir, next_step, error);
+  if (rank_ == 0) {
+    // Pruning old checkpoints is housekeeping: a failure is a warning.
+    try {
+      for (const auto& p : ckpt::prune(ckpt_root().string(), cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every))
+        LOG(INFO) << "removed old checkpoint " << p;
+    } catch (const std::exception& e) {
+      LOG(WARNING) << "could not remove old checkpoints: " << e.what();
+    }
+  }
   last_checkpoint_ = dir;
   LOG(INFO) << "checkpoint " << dir << " committed in " << sw.seconds() << " s";
+}
+
+bool Trainer::agree_all_ok(bool ok) {
+  // The lowest failing rank r contributes world - r, so the maximum names it (0: none failed).
+  auto v = torch::tensor({static_cast<int64_t>(ok ? 0 : world_ - rank_)}, torch::kLong).to(device_);
+  comm_.all_reduce_max(v);
+  failed_rank_ = static_cast<int>(world_ - v.item<int64_t>());
+  return v.item<int64_t>() == 0;
+}
+
+// Ends the job after a failed checkpoint write with one line, from the lowest failing rank,
+// once rank 0 has removed the step directory (every rank's shard and temporary files). The run
+// is not continued: a full or failing disk rarely heals by itself, and training on without
+// checkpoints would risk every step after the last one; the previous checkpoint is complete and
+// --resume=auto continues from it once the disk is fixed.
+void Trainer::fail_checkpoint(const std::string& dir, int64_t next_step, const std::string& error) {
+  std::string removed;
+  if (rank_ == 0) {
+    const std::string why = ckpt::discard_step(dir);
+    removed = why.empty() ? "its partial files were removed" : "its partial files could not all be removed (" + why + ")";
+  }
+  comm_.barrier();  // the directory is gone before any rank reports
+  if (rank_ == failed_rank_) {
+    throw UserError("checkpoint of step " + std::to_string(next_step) + " failed on rank " + std::to_string(rank_) +
+                    ": " + error + (rank_ == 0 ? "; " + removed : "; the step directory " + dir + " was removed") +
+                    "; the newest complete checkpoint is " + last_checkpoint_ +
+                    " (free space or fix the file system, then relaunch with --resume=auto)");
+  }
+  // The failing rank's error ends the job (MPI_Abort); wait for it here rather than print a
+  // second line. Should the abort not come, the collective watchdog ends this rank.
+  comm_.barrier();
+  throw UserError("checkpoint of step " + std::to_string(next_step) + " failed on rank " + std::to_string(failed_rank_));
 }
 
 StepPlan Trainer::take_plan(int64_t t) {
@@ -286,6 +352,9 @@ StepPlan Trainer::take_plan(int64_t t) {
 }
 
 void Trainer::step(int64_t t) {
+  // Named by the collective watchdog if a collective of this step times out: step t + 1, as the
+  // log lines and checkpoint names count (0 is the start-up).
+  comm_.set_step(t + 1);
   Stopwatch sw;
   const StepPlan plan = take_plan(t);
   // This rank's slice of the step's real rows (drawn from (seed, t) like everything else).
@@ -335,8 +404,18 @@ data::StepRequest Trainer::request(uint64_t t) {
   return r;
 }
 
+// Best effort: a picture that cannot be made or written is a warning, and training goes on.
 void Trainer::write_picture(int64_t step, const std::string& name) {
-  if (rank_ != 0) return;
+  if (rank_ != 0 || !pictures_) return;
+  try {
+    draw_picture(step, name);
+  } catch (const std::exception& e) {
+    LOG(WARNING) << "step " << step << ": training picture " << name << " not written (" << e.what()
+                 << "); training continues";
+  }
+}
+
+void Trainer::draw_picture(int64_t step, const std::string& name) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) ema_gen_->named_parameters()[param_names_[i]].copy_(ema_->shadow()[i]);
   const auto& spec = data_->spec();
@@ -456,7 +535,11 @@ int Trainer::run() {
 
 int run_training(const TrainConfig& config) {
   const auto& topo = comm::init_topology();
-  auto comm = comm::make_communicator(topo, config.runtime.backend);
+  validate(config, topo.world_size);  // before the communicator: its options come from the config
+  comm::CommOptions options;
+  options.watchdog.timeout_s = config.runtime.collective_timeout;
+  options.watchdog.heartbeat_dir = (fs::path(config.output.run_dir) / "watchdog").string();
+  auto comm = comm::make_communicator(topo, config.runtime.backend, options);
   Trainer trainer(*comm, config);
   return trainer.run();
 }

@@ -52,6 +52,7 @@ TEST(TrainConfig, EachRuleNamesItsFlag) {
       {[](TrainConfig& c) { c.output.log_every = 0; }, 1, "--log_every"},
       {[](TrainConfig& c) { c.checkpoint.every = 0; }, 1, "--ckpt_every"},
       {[](TrainConfig& c) { c.runtime.check_sync_every = -2; }, 1, "--check_sync_every=-2"},
+      {[](TrainConfig& c) { c.runtime.collective_timeout = -1; }, 2, "--collective_timeout=-1"},
       {[](TrainConfig& c) { c.optim.schedule.lr = -1; }, 1, "--lr"},
       {[](TrainConfig& c) { c.optim.schedule.decay = "step"; }, 1, "--lr_decay"},
   };
@@ -66,7 +67,7 @@ TEST(TrainConfig, EachRuleNamesItsFlag) {
 TEST(TrainConfig, ResumeListsEveryRefusedDifference) {
   const std::map<std::string, std::string> then{{"gen_width", "256"}, {"encoder", "a.pt"}, {"taus", "0.05"},
                                                 {"gen_per_class", "64"}, {"lr", "0.001"}, {"steps", "100"},
-                                                {"log_every", "50"}};
+                                                {"log_every", "50"}, {"collective_timeout", "600"}};
   std::map<std::string, std::string> now = then;
   std::vector<std::string> allowed;
   EXPECT_TRUE(resume_conflicts(then, now, false, &allowed).empty());
@@ -77,6 +78,7 @@ TEST(TrainConfig, ResumeListsEveryRefusedDifference) {
   now["gen_per_class"] = "32"; // objective (a set size, not the model)
   now["lr"] = "0.002";         // other: warned
   now["steps"] = "200";        // never counted
+  now["collective_timeout"] = "30";  // a runtime setting: never counted either
   auto refused = resume_conflicts(then, now, false, &allowed);
   ASSERT_EQ(refused.size(), 4u);
   EXPECT_EQ(refused[0], "--encoder: 'a.pt' -> 'b.pt'");  // in the record's (sorted) order
