@@ -16,20 +16,17 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
 // Shortest of 15 or 17 significant digits that reads back as v ("0.05", not "0.050000000000000003").
-std::string number_text(double v, int digits) {
+std::string number_text(double v) {
   char buf[40];
-  if (digits >= 17) {
-    std::snprintf(buf, sizeof buf, "%.15g", v);
-    if (std::strtod(buf, nullptr) == v) return buf;
-  }
-  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  if (std::strtod(buf, nullptr) == v) return buf;
+  std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
 
-// The text of field f (repeated: joined); `exact` prints doubles so they read back bit-exact.
-std::string field_text(const Message& msg, const FieldDescriptor* f, bool exact) {
+// The text of field f (repeated: joined); doubles read back bit-exact.
+std::string field_text(const Message& msg, const FieldDescriptor* f) {
   const auto* r = msg.GetReflection();
-  const int digits = exact ? 17 : 6;
   auto one = [&](int i) -> std::string {
     const bool rep = f->is_repeated();
     switch (f->cpp_type()) {
@@ -37,7 +34,7 @@ std::string field_text(const Message& msg, const FieldDescriptor* f, bool exact)
       case FieldDescriptor::CPPTYPE_UINT64: return std::to_string(rep ? r->GetRepeatedUInt64(msg, f, i) : r->GetUInt64(msg, f));
       case FieldDescriptor::CPPTYPE_INT32: return std::to_string(rep ? r->GetRepeatedInt32(msg, f, i) : r->GetInt32(msg, f));
       case FieldDescriptor::CPPTYPE_UINT32: return std::to_string(rep ? r->GetRepeatedUInt32(msg, f, i) : r->GetUInt32(msg, f));
-      case FieldDescriptor::CPPTYPE_DOUBLE: return number_text(rep ? r->GetRepeatedDouble(msg, f, i) : r->GetDouble(msg, f), digits);
+      case FieldDescriptor::CPPTYPE_DOUBLE: return number_text(rep ? r->GetRepeatedDouble(msg, f, i) : r->GetDouble(msg, f));
       case FieldDescriptor::CPPTYPE_BOOL: return (rep ? r->GetRepeatedBool(msg, f, i) : r->GetBool(msg, f)) ? "true" : "false";
       case FieldDescriptor::CPPTYPE_STRING: return rep ? r->GetRepeatedString(msg, f, i) : r->GetString(msg, f);
       default: throw UserError("run record: field " + f->full_name() + " has a type the record does not use");
@@ -118,7 +115,7 @@ KeyValues to_map(const Message& msg, const std::string& prefix) {
   const auto* d = msg.GetDescriptor();
   for (int i = 0; i < d->field_count(); ++i)
     if (d->field(i)->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE)
-      m[prefix + d->field(i)->name()] = field_text(msg, d->field(i), true);
+      m[prefix + d->field(i)->name()] = field_text(msg, d->field(i));
   return m;
 }
 
@@ -131,9 +128,8 @@ std::vector<std::string> field_differences(const Message& then, const Message& n
     const auto* f = d->field(i);
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) continue;
     if (std::find(ignore.begin(), ignore.end(), f->name()) != ignore.end()) continue;
-    if (field_text(then, f, true) == field_text(now, f, true)) continue;
-    std::string a = field_text(then, f, false), b = field_text(now, f, false);
-    if (a == b) a = field_text(then, f, true), b = field_text(now, f, true);  // differ beyond 6 digits
+    const std::string a = field_text(then, f), b = field_text(now, f);
+    if (a == b) continue;
     out.push_back(name_prefix + f->name() + ": '" + a + "' -> '" + b + "'");
   }
   return out;

@@ -29,7 +29,7 @@ void fill_from_map(const KeyValues& m, const std::string& prefix, google::protob
 // The inverse: prefix + field name -> text, for every field (doubles with 17 significant digits).
 KeyValues to_map(const google::protobuf::Message& msg, const std::string& prefix);
 // One "NAME: 'then' -> 'now'" line per field that differs (NAME = name_prefix + field name;
-// numbers printed shortest-first, e.g. "0.05,0.2"), fields named in `ignore` left out.
+// numbers in their shortest exact text, e.g. "0.05,0.2"), fields named in `ignore` left out.
 std::vector<std::string> field_differences(const google::protobuf::Message& then, const google::protobuf::Message& now,
                                            const std::string& name_prefix, const std::vector<std::string>& ignore = {});
 

@@ -65,6 +65,10 @@ torch::Tensor encode_samples(const DatasetSpec& spec, const torch::Tensor& decod
 
 // "shard-00002-of-00008.h5"
 std::string shard_file_name(int index, int count);
+// The first global row of shard k of K in a data set of `total` rows: shard k holds rows
+// [shard_first(total, k, K), shard_first(total, k + 1, K)). The one rule of the format, used by
+// the writers and by the sampler's units.
+inline int64_t shard_first(int64_t total, int k, int count) { return total * k / count; }
 
 // A data set's spec as flat strings (stored in checkpoint manifests) and back; UserError naming
 // `what` when a key is missing or malformed.

@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "common/check.h"
+#include "common/fileio.h"
 #include "common/image.h"
 #include "common/text.h"
 #include "data/reader.h"
@@ -30,11 +32,6 @@ std::string npy_descr(const DatasetSpec& spec) { return spec.kind == SampleKind:
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-// Decoded [m, C, H, W] in [-1, 1] -> uint8 [m, H, W, C] (the stored form), via the spec.
-torch::Tensor stored_images(const DatasetSpec& spec, const torch::Tensor& decoded) {
-  return encode_samples(spec, decoded).contiguous();
 }
 
 // ---- the zip member streamed from a RowSource ----
@@ -298,6 +295,7 @@ class NpzSet final : public SampleSet {
     }
     auto* out = static_cast<uint8_t*>(stored.data_ptr());
     uint64_t at = 0;
+    size_t prev = 0;  // the last row read
     std::vector<uint8_t> scratch(1 << 16);
     auto fail = [&](const std::string& why) {
       zip_fclose(zf);
@@ -307,13 +305,12 @@ class NpzSet final : public SampleSet {
     for (size_t k : order) {
       DL_REQUIRE(idx[k] >= 0 && idx[k] < size(), path_ << ": sample " << idx[k] << " out of range [0, " << size() << ")");
       const uint64_t want = static_cast<uint64_t>(arr_.info.header_bytes + idx[k] * row_bytes_);
-      if (want < at) {  // a repeated index: copy the row already read
-        size_t prev = 0;
-        for (size_t j : order) { if (j == k) break; if (idx[j] == idx[k]) prev = j; }
+      if (want < at) {  // a repeated index (sorted: it follows its first copy): copy that row
         std::memcpy(out + k * row_bytes_, out + prev * row_bytes_, static_cast<size_t>(row_bytes_));
         if (!labels_.empty()) labels[static_cast<int64_t>(k)] = labels_[static_cast<size_t>(idx[k])];
         continue;
       }
+      prev = k;
       if (want > at && zip_fseek(zf, static_cast<zip_int64_t>(want), SEEK_SET) == 0) at = want;
       while (at < want) {  // compressed member: read and drop
         const zip_int64_t r = zip_fread(zf, scratch.data(), std::min<uint64_t>(scratch.size(), want - at));
@@ -409,14 +406,17 @@ void write_png_samples(const std::string& folder, const DatasetSpec& spec, int64
                        const torch::Tensor& decoded, const torch::Tensor& labels) {
   DL_REQUIRE(spec.kind == SampleKind::kImage, folder << ": PNG output needs image samples, the data are "
                                                      << spec.describe());
-  auto stored = stored_images(spec, decoded);
+  const auto stored = encode_samples(spec, decoded).contiguous();
   const int64_t m = stored.size(0), h = spec.sample_shape[0], w = spec.sample_shape[1], c = spec.sample_shape[2];
-  auto lab = labels.defined() ? labels.to(torch::kLong).contiguous() : torch::Tensor();
+  const auto lab = spec.num_classes > 0 ? labels.to(torch::kLong).contiguous() : torch::Tensor();
+  std::set<fs::path> made;  // class folders created by this call
   for (int64_t i = 0; i < m; ++i) {
-    const int64_t label = spec.num_classes > 0 ? lab[i].item<int64_t>() : -1;
+    const int64_t label = lab.defined() ? lab.data_ptr<int64_t>()[i] : -1;
     const fs::path p = fs::path(folder) / png_sample_path(spec, first_index + i, label, total);
-    std::error_code ec;
-    fs::create_directories(p.parent_path(), ec);
+    if (made.insert(p.parent_path()).second) {
+      std::error_code ec;
+      fs::create_directories(p.parent_path(), ec);
+    }
     Image img;
     img.width = static_cast<int>(w);
     img.height = static_cast<int>(h);
@@ -431,13 +431,7 @@ void write_png_class_list(const std::string& folder, const DatasetSpec& spec) {
   if (spec.num_classes <= 0) return;
   std::ostringstream o;
   for (int64_t c = 0; c < spec.num_classes; ++c) o << png_class_folder(spec, c) << "\n";
-  const std::string path = (fs::path(folder) / kClassList).string(), tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << o.str();
-    DL_REQUIRE(f.good(), "cannot write '" << tmp << "'");
-  }
-  DL_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '" << tmp << "' to '" << path << "'");
+  write_file_atomic((fs::path(folder) / kClassList).string(), o.str());
 }
 
 std::string npy_header(const std::string& descr, const std::vector<int64_t>& shape) {
@@ -547,7 +541,8 @@ void write_npz(const std::string& path, const DatasetSpec& spec, int64_t n, cons
   }
   zip_error_fini(&arr.error);
   zip_error_fini(&lab.error);
-  DL_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '" << tmp << "' to '" << path << "'");
+  fsync_file(tmp);
+  rename_durable(tmp, path);
 }
 
 std::unique_ptr<SampleSet> open_sample_set(const std::string& path, const DatasetSpec* reference) {

@@ -57,7 +57,7 @@ NpyInfo parse_npy_header(const std::string& bytes, const std::string& what);
 // consecutive ranges from 0 to N.
 using RowSource = std::function<std::pair<torch::Tensor, torch::Tensor>(int64_t first, int64_t count)>;
 // Writes an .npz with arr_0 (N rows of spec's stored form) and, when labelled, `labels`, streaming
-// rows from `source` in blocks (memory does not grow with N). Written to "<path>.tmp", then renamed.
+// rows from `source` in blocks (memory does not grow with N). Written to "<path>.tmp", fsync'ed, renamed.
 void write_npz(const std::string& path, const DatasetSpec& spec, int64_t num_rows, const RowSource& source);
 
 // ---- reading any of them ----

@@ -171,7 +171,7 @@ void ShardFileWriter::append(const torch::Tensor& stored_in, const torch::Tensor
   if (m == 0) return;
   torch::Tensor stored = stored_in.contiguous().cpu();
   torch::Tensor lab;
-  const int64_t first = s.where.total_samples * s.where.index / s.where.count + s.written;  // global row, for messages
+  const int64_t first = shard_first(s.where.total_samples, s.where.index, s.where.count) + s.written;  // for messages
   if (s.spec.num_classes > 0) {
     DL_REQUIRE(labels_in.defined() && labels_in.dim() == 1 && labels_in.size(0) == m && !labels_in.is_floating_point(),
                s.path << ": expected " << m << " integer labels with the rows");
@@ -228,12 +228,12 @@ struct DatasetWriter::State {
   std::unique_ptr<ShardFileWriter> writer;
   std::unique_ptr<ProgressBar> bar;
 
-  int64_t shard_first(int k) const { return total * k / opt.num_shards; }
+  int64_t first_of(int k) const { return shard_first(total, k, opt.num_shards); }
   void open_shard(int k) {
     shard = k;
-    shard_end = shard_first(k + 1);
+    shard_end = first_of(k + 1);
     writer = std::make_unique<ShardFileWriter>((fs::path(tmp) / shard_file_name(k, opt.num_shards)).string(), spec,
-                                               ShardPlacement{k, opt.num_shards, total, id}, shard_end - shard_first(k), opt);
+                                               ShardPlacement{k, opt.num_shards, total, id}, shard_end - first_of(k), opt);
   }
   void close_shard() {
     writer->close();
@@ -295,7 +295,7 @@ void DatasetWriter::append(const torch::Tensor& stored, const torch::Tensor& lab
     if (s.shard < 0 || g >= s.shard_end) {
       if (s.shard >= 0) s.close_shard();
       int k = 0;
-      while (s.shard_first(k + 1) <= g) ++k;
+      while (s.first_of(k + 1) <= g) ++k;
       s.open_shard(k);
     }
     const int64_t take = std::min(m - done, s.shard_end - g);

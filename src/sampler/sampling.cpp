@@ -42,7 +42,8 @@ constexpr const char* kNpzName = "samples.npz";
 constexpr const char* kStoppedFile = "STOPPED";  // left by a job a signal stopped (the Slurm template requeues)
 constexpr int64_t kMaxPicturePoints = 50000;
 
-int64_t unit_first(const proto::SamplingJob& job, int k) { return job.num_samples() * k / job.units(); }
+// Unit k is shard k of the output: the shard format's row rule.
+int64_t unit_first(const proto::SamplingJob& job, int k) { return data::shard_first(job.num_samples(), k, job.units()); }
 
 std::string unit_shard_name(const proto::SamplingJob& job, int k) { return data::shard_file_name(k, job.units()); }
 
@@ -59,12 +60,19 @@ fs::path committed_path(const fs::path& out, const proto::SamplingJob& job, int 
   return out / kMarkDir / marker_name(k);
 }
 
+std::vector<int> pending_units(const fs::path& out, const proto::SamplingJob& job) {
+  std::error_code ec;
+  std::vector<int> pending;
+  for (int k = 0; k < job.units(); ++k)
+    if (!fs::exists(committed_path(out, job, k), ec)) pending.push_back(k);
+  return pending;
+}
+
+// Every unit committed, and for npz the archive written (its staged units are then removed).
 bool is_complete(const fs::path& out, const proto::SamplingJob& job) {
   std::error_code ec;
   if (job.format() == "npz") return fs::is_regular_file(out / kNpzName, ec);
-  for (int k = 0; k < job.units(); ++k)
-    if (!fs::exists(committed_path(out, job, k), ec)) return false;
-  return true;
+  return pending_units(out, job).empty();
 }
 
 std::string text_of(const proto::SamplingJob& job) {
@@ -99,7 +107,7 @@ void remove_partials(const fs::path& out) {
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(out, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.find(".partial-") != std::string::npos || (name.size() > 8 && name.substr(name.size() - 8) == ".png.tmp"))
+    if (name.find(".partial-") != std::string::npos || (name.size() > 4 && name.substr(name.size() - 4) == ".tmp"))
       fs::remove(it->path(), ec);
   }
 }
@@ -191,7 +199,6 @@ void write_unit(const fs::path& out, const proto::SamplingJob& job, const data::
 // npz: arr_0 and labels streamed from the staged unit shards, then the stage is removed.
 void assemble_npz(const fs::path& out, const data::DatasetSpec& spec, int64_t n) {
   auto staged = data::open_sample_set((out / kStageDir).string());
-  const std::string tmp_name = std::string(kNpzName) + ".partial";
   auto source = [&](int64_t first, int64_t count) {
     std::vector<int64_t> idx(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) idx[static_cast<size_t>(i)] = first + i;
@@ -199,9 +206,7 @@ void assemble_npz(const fs::path& out, const data::DatasetSpec& spec, int64_t n)
     return std::make_pair(data::encode_samples(spec, decoded), labels);
   };
   Stopwatch sw;
-  data::write_npz((out / tmp_name).string(), spec, n, source);
-  fsync_file((out / tmp_name).string());
-  rename_durable((out / tmp_name).string(), (out / kNpzName).string());
+  data::write_npz((out / kNpzName).string(), spec, n, source);  // atomic: written aside, fsync'ed, renamed
   std::error_code ec;
   fs::remove_all(out / kStageDir, ec);
   LOG(INFO) << "wrote " << (out / kNpzName).string() << " (" << n << " samples) in " << sw.seconds() << " s";
@@ -355,9 +360,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   if (!error.empty()) throw UserError(error);
   DL_REQUIRE(ok.item<int>() == 1, "rank 0 could not prepare the output folder " << cfg.out << " (its log says why)");
 
-  std::vector<int> pending;
-  for (int k = 0; k < job.units(); ++k)
-    if (!fs::exists(committed_path(out, job, k))) pending.push_back(k);
+  const std::vector<int> pending = pending_units(out, job);
   const bool all_done = is_complete(out, job);
   if (rank == 0)
     LOG(INFO) << "checkpoint " << dir << " (step " << man.step() << "), " << gen_cfg.arch << " generator with "
@@ -401,9 +404,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
                  << "with the same flags to continue from the committed units";
   comm.barrier();
   if (rank == 0) {
-    bool complete = true;
-    for (int k = 0; k < job.units(); ++k) complete = complete && fs::exists(committed_path(out, job, k));
-    if (complete) {
+    if (pending_units(out, job).empty()) {
       if (cfg.format == "npz") assemble_npz(out, spec, cfg.num_samples);
       if (cfg.picture_count > 0) write_picture(out, job, spec, cfg.picture_count, *gen, counts, device);
       std::printf("wrote %lld samples to %s (%s)\n", static_cast<long long>(cfg.num_samples), cfg.out.c_str(),

@@ -78,7 +78,6 @@ class Trainer {
 
   const TrainConfig cfg_;
   proto::RunConfig run_record_;                 // the typed run record of every checkpoint
-  std::map<std::string, std::string> record_;  // the same, flattened to flag names (resume compares it)
   comm::Communicator& comm_;
   comm::CommunicatorReducer reducer_;
   int rank_ = 0, world_ = 1;
@@ -138,7 +137,6 @@ void Trainer::build() {
   // and the data's schema, typed; the flags as given beside them. The sampler rebuilds exactly
   // this model from it, and resume compares like with like, field by field.
   run_record_ = make_run_record(cfg_, gen_cfg_, enc_cfg, spec);
-  record_ = ckpt::flat_record(run_record_);
   enc_ = models::make_frozen_encoder(enc_cfg);
   gen_->to(device_);
   ema_gen_->to(device_);
@@ -210,7 +208,7 @@ int64_t Trainer::resume() {
   // refused difference is listed at once. Other settings may change (each warned).
   const auto then = ckpt::flat_record(ckpt::typed_record(man));
   std::vector<std::string> allowed;
-  const auto refused = resume_conflicts(then, record_, cfg_.checkpoint.allow_objective_change, &allowed);
+  const auto refused = resume_conflicts(then, ckpt::flat_record(run_record_), cfg_.checkpoint.allow_objective_change, &allowed);
   if (!refused.empty()) {
     std::string list;
     for (const auto& l : refused) list += "\n  " + l;

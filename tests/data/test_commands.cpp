@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "../common/user_error.h"
 #include "common/check.h"
 #include "data/commands.h"
 #include "data/reader.h"
@@ -18,12 +19,7 @@ namespace fs = std::filesystem;
 
 template <typename Config>
 std::string error_of(const Config& c) {
-  try {
-    validate(c);
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
+  return testing_util::user_error_of([&] { validate(c); });
 }
 
 template <typename Config>

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/user_error.h"
 #include "common/check.h"
 #include "data/converters.h"
 #include "eval/classifier.h"
@@ -23,12 +24,7 @@ namespace fs = std::filesystem;
 
 template <typename Config>
 std::string error_of(const Config& c) {
-  try {
-    validate(c);
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
+  return testing_util::user_error_of([&] { validate(c); });
 }
 
 CompareConfig good_compare() {

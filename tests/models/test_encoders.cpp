@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "../common/user_error.h"
 #include "models/encoders.h"
 #include "data/idx.h"
 #include "models/mae.h"
@@ -31,14 +32,7 @@ EncoderConfig small_resnet() {
   return c;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::function<void()>& f) { return testing_util::user_error_of(f); }
 
 TEST(EncoderConfig, RoundTripAndErrors) {
   auto c = small_resnet();

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "../common/user_error.h"
 #include "common/check.h"
 #include "models/encoders.h"
 #include "models/pretrain.h"
@@ -19,12 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string error_of(const EncoderPretrainConfig& c) {
-  try {
-    validate(c);
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
+  return testing_util::user_error_of([&] { validate(c); });
 }
 
 EncoderPretrainConfig good() {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/user_error.h"
 #include "common/check.h"
 #include "trainer/config.h"
 
@@ -22,12 +23,7 @@ TrainConfig good() {
 }
 
 std::string error_of(const TrainConfig& c, int world) {
-  try {
-    validate(c, world);
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
+  return testing_util::user_error_of([&] { validate(c, world); });
 }
 
 TEST(TrainConfig, ValidPasses) {
