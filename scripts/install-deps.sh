@@ -24,7 +24,7 @@ packages=(
   libgflags-dev libgoogle-glog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev zlib1g-dev libzip-dev
-  python3-numpy python3-h5py
+  python3-numpy python3-h5py unzip procps
   dataset-fashion-mnist
   npm
   slurmctld slurmd slurm-client munge
