@@ -111,7 +111,8 @@ int run(const KeysBenchConfig& c) {
         auto r = drift::drift_loss(k.problem, fo);
         t.field = sw.seconds();
         sw.reset();
-        r.loss.backward();
+        // Keys of one transform (a patch mean and its std) share a graph: keep it for the next key.
+        r.loss.backward({}, /*retain_graph=*/true);
         t.backward = sw.seconds();
         total.keys += t.keys, total.field += t.field, total.backward += t.backward;
         if (rep == 0) {

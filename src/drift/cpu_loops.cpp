@@ -5,16 +5,20 @@
 #include <type_traits>
 
 #define DRIFTLAB_CPU_LOOPS_NS base
+#define DRIFTLAB_CPU_LOOPS_VBYTES 16  // SSE2 registers
 #include "drift/cpu_loops_impl.h"
 #undef DRIFTLAB_CPU_LOOPS_NS
+#undef DRIFTLAB_CPU_LOOPS_VBYTES
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DRIFTLAB_CPU_LOOPS_AVX2 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define DRIFTLAB_CPU_LOOPS_NS avx2
+#define DRIFTLAB_CPU_LOOPS_VBYTES 32  // AVX2 registers
 #include "drift/cpu_loops_impl.h"
 #undef DRIFTLAB_CPU_LOOPS_NS
+#undef DRIFTLAB_CPU_LOOPS_VBYTES
 #pragma GCC pop_options
 #endif
 
@@ -73,6 +77,20 @@ template <typename T>
 void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T* half_col, T floor_a, const T* w, T* A,
                 int64_t a_gstride, double* entropy) {
   DRIFTLAB_PICK(affinities<T>, d, s, k, half_row, half_col, floor_a, w, A, a_gstride, entropy);
+}
+template <typename T>
+void patch_stats_forward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, T eps, T* mean,
+                         T* std) {
+  DRIFTLAB_PICK(patch_stats_forward<T>, x, planes, H, W, p, q, eps, mean, std);
+}
+template <typename T>
+void patch_stats_backward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, const T* mean,
+                          const T* std, const T* g_mean, const T* g_std, T* grad_x) {
+  DRIFTLAB_PICK(patch_stats_backward<T>, x, planes, H, W, p, q, mean, std, g_mean, g_std, grad_x);
+}
+template <typename T>
+void set_spread(const T* y, int64_t G, int64_t R, int64_t D, int64_t g_stride, double* out) {
+  DRIFTLAB_PICK(set_spread<T>, y, G, R, D, g_stride, out);
 }
 #undef DRIFTLAB_PICK
 

@@ -67,4 +67,25 @@ template <typename T>
 void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T* half_col, T floor_a, const T* w, T* A,
                 int64_t a_gstride, double* entropy);
 
+// Mean and std of every non-overlapping p x q patch of the planes of x ([planes, H, W],
+// contiguous), h = H / p by w = W / q patches per plane, row-major (rows and columns past the last
+// whole patch take no part): mean[(plane * h + a) * w + b] and std = sqrt(mean squared deviation
+// from the patch mean + eps), the deviations summed in a second pass over the patch.
+template <typename T>
+void patch_stats_forward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, T eps, T* mean,
+                         T* std);
+
+// The gradient of patch_stats_forward: inside patch (a, b),
+// grad_x = g_mean / (p q) + g_std * (x - mean) / (p q std); 0 outside every patch. g_mean or g_std
+// may be null (no gradient).
+template <typename T>
+void patch_stats_backward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, const T* mean,
+                          const T* std, const T* g_mean, const T* g_std, T* grad_x);
+
+// Per problem g of a set of G problems of R rows of D features (row i of problem g at
+// y[g * g_stride + i * D]): the mean squared distance of the rows to their mean, out[g] (the
+// mean first, then the deviations: no cancellation of two large terms).
+template <typename T>
+void set_spread(const T* y, int64_t G, int64_t R, int64_t D, int64_t g_stride, double* out);
+
 }  // namespace driftlab::drift::cpu

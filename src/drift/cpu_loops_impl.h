@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "drift/cpu_loops.h"
@@ -100,28 +101,99 @@ void finish_distances(T* d, const TileShape& s, const T* col_term, const T* row_
   });
 }
 
+// The sum of a[0, n) in an order fixed by n alone (8 running partial sums, lane l taking the
+// entries l, l + 8, ..., then a fixed tree): equal sequences give bitwise equal sums wherever
+// they sit in memory, and the 8 lanes vectorise.
+template <typename T>
+inline T fixed_order_sum(const T* a, int64_t n) {
+  constexpr int L = 8;
+  T part[L] = {};
+  int64_t j = 0;
+  for (; j + L <= n; j += L)
+    for (int l = 0; l < L; ++l) part[l] += a[j + l];
+  for (int l = 0; j < n; ++j, ++l) part[l] += a[j];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// Rows of the weighted sums taken together: each target row y_j is loaded once for the block.
+constexpr int kBlock = 4;
+
+// out[q * ostride + k] = sum_{j in [j0, j1)} arow[q][j] y_j[k0 + k] for the kBlock rows and W
+// features from k0: the block's kBlock x W sums stay in registers over the whole j loop (W is
+// two vector registers of T), each a chain of multiply-adds in plain j order.
+template <typename T, int W>
+inline void block_sums(const T* const* arow, const T* y, int64_t D, int64_t k0, int64_t j0, int64_t j1, T* out,
+                       int64_t ostride) {
+  T acc[kBlock][W] = {};
+  for (int64_t j = j0; j < j1; ++j) {
+    const T* __restrict yj = y + j * D + k0;
+    for (int q = 0; q < kBlock; ++q) {
+      const T a = arow[q][j];
+#pragma omp simd
+      for (int k = 0; k < W; ++k) acc[q][k] += a * yj[k];
+    }
+  }
+  for (int q = 0; q < kBlock; ++q)
+    for (int k = 0; k < W; ++k) out[q * ostride + k] = acc[q][k];
+}
+
+// Squared distances of kBlock rows to W targets from column j0: out[q][j] = sum_k (x_q[k] -
+// yT[k * C + j0 + j])^2, the kBlock x W sums in registers over the whole k loop.
+template <typename T, int W>
+inline void block_distances(const T* const* xrow, const T* yT, int64_t C, int64_t D, int64_t j0, T* const* drow) {
+  T acc[kBlock][W] = {};
+  for (int64_t k = 0; k < D; ++k) {
+    const T* __restrict yk = yT + k * C + j0;
+    for (int q = 0; q < kBlock; ++q) {
+      const T xk = xrow[q][k];
+#pragma omp simd
+      for (int j = 0; j < W; ++j) {
+        const T diff = xk - yk[j];
+        acc[q][j] += diff * diff;
+      }
+    }
+  }
+  for (int q = 0; q < kBlock; ++q)
+    for (int j = 0; j < W; ++j) drow[q][j0 + j] = acc[q][j];
+}
+
 template <typename T>
 void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, const T* yT, int64_t D) {
+  constexpr int W = 2 * DRIFTLAB_CPU_LOOPS_VBYTES / static_cast<int>(sizeof(T));
   at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t g = r / s.tn, i = r % s.tn;
-      T* __restrict row = d + g * s.d_gstride + i * s.C;
-      const T* xi = x + g * x_gstride + i * D;
+    for (int64_t r = b; r < e;) {
+      const int64_t g = r / s.tn, i0 = r % s.tn;
+      const int64_t nb = std::min<int64_t>(std::min<int64_t>(kBlock, e - r), s.tn - i0);
       const T* yg = yT + g * D * s.C;
-#pragma omp simd
-      for (int64_t j = 0; j < s.C; ++j) row[j] = 0;
-      for (int64_t k = 0; k < D; ++k) {
-        const T xk = xi[k];
-        const T* __restrict yk = yg + k * s.C;
-#pragma omp simd
-        for (int64_t j = 0; j < s.C; ++j) {
-          const T diff = xk - yk[j];
-          row[j] += diff * diff;
-        }
+      // A short block repeats its last row; its results are written to that row again.
+      const T* xrow[kBlock];
+      T* drow[kBlock];
+      for (int64_t q = 0; q < kBlock; ++q) {
+        const int64_t i = i0 + std::min(q, nb - 1);
+        xrow[q] = x + g * x_gstride + i * D;
+        drow[q] = d + g * s.d_gstride + i * s.C;
       }
+      int64_t j0 = 0;
+      for (; j0 + W <= s.C; j0 += W) block_distances<T, W>(xrow, yg, s.C, D, j0, drow);
+      if (j0 + W / 2 <= s.C) {
+        block_distances<T, W / 2>(xrow, yg, s.C, D, j0, drow);
+        j0 += W / 2;
+      }
+      for (int64_t q = 0; q < nb; ++q) {
+        T* __restrict row = drow[q];
+        for (int64_t j = j0; j < s.C; ++j) {
+          T sum = 0;
+          for (int64_t k = 0; k < D; ++k) {
+            const T diff = xrow[q][k] - yg[k * s.C + j];
+            sum += diff * diff;
+          }
+          row[j] = sum;
+        }
 #pragma omp simd
-      for (int64_t j = 0; j < s.C; ++j) row[j] = std::sqrt(row[j]);
-      if (s.mask) row[s.self_col0 + i] = std::numeric_limits<T>::infinity();
+        for (int64_t j = 0; j < s.C; ++j) row[j] = std::sqrt(row[j]);
+        if (s.mask) row[s.self_col0 + i0 + q] = std::numeric_limits<T>::infinity();
+      }
+      r += nb;
     }
   });
 }
@@ -129,34 +201,41 @@ void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, c
 template <typename T>
 void weighted_sums(const T* A, const TileShape& s, int64_t a_gstride, const T* y, int64_t D, T* V, int64_t v_gstride,
                    double* sq, double* norm) {
-  // Rows are taken kBlock at a time (of one problem): each target row y_j is loaded once for
-  // the block, and the block's accumulators form independent chains instead of one.
-  constexpr int64_t kBlock = 4;
+  constexpr int W = 2 * DRIFTLAB_CPU_LOOPS_VBYTES / static_cast<int>(sizeof(T));  // features per register block
   PerThread<double> acc(2, 0.0);
   at::parallel_for(0, s.gb * s.tn, grain(s), [&](int64_t b, int64_t e) {
     T* __restrict vsum = scratch_rows<T>(kBlock * 2 * D, 2);  // row q: [q * 2D, q * 2D + D) pos, then neg
     double* a2 = acc.mine();
     for (int64_t r = b; r < e;) {
       const int64_t g = r / s.tn, i0 = r % s.tn;
-      const int64_t nb = std::min(std::min(kBlock, e - r), s.tn - i0);
+      const int64_t nb = std::min<int64_t>(std::min<int64_t>(kBlock, e - r), s.tn - i0);
       const T* yg = y + g * s.C * D;
+      // A short block repeats its last row (valid memory; those sums are not used).
       const T* arow[kBlock];
-      for (int64_t q = 0; q < nb; ++q) arow[q] = A + g * a_gstride + (i0 + q) * s.C;
-#pragma omp simd
-      for (int64_t k = 0; k < nb * 2 * D; ++k) vsum[k] = 0;
+      for (int64_t q = 0; q < kBlock; ++q) arow[q] = A + g * a_gstride + (i0 + std::min(q, nb - 1)) * s.C;
       // The row sums in plain column order, the same for both blocks: positives equal to the
       // negatives then give exactly V = 0 (the thermostat), whatever the vector alignment.
       T rs[kBlock][2] = {};
       for (int half = 0; half < 2; ++half) {
         const int64_t j0 = half ? s.P : 0, j1 = half ? s.C : s.P;
-        for (int64_t j = j0; j < j1; ++j) {
-          const T* __restrict yj = yg + j * D;
-          for (int64_t q = 0; q < nb; ++q) {
-            const T aj = arow[q][j];
-            rs[q][half] += aj;
-            T* __restrict out = vsum + q * 2 * D + half * D;
-#pragma omp simd
-            for (int64_t k = 0; k < D; ++k) out[k] += aj * yj[k];
+        for (int64_t q = 0; q < nb; ++q) rs[q][half] = fixed_order_sum(arow[q] + j0, j1 - j0);
+        T* out = vsum + half * D;
+        int64_t k0 = 0;
+        for (; k0 + W <= D; k0 += W) block_sums<T, W>(arow, yg, D, k0, j0, j1, out + k0, 2 * D);
+        if (k0 + W / 2 <= D) {
+          block_sums<T, W / 2>(arow, yg, D, k0, j0, j1, out + k0, 2 * D);
+          k0 += W / 2;
+        }
+        if (k0 < D) {  // the last D mod (W / 2) features
+          for (int64_t q = 0; q < nb; ++q)
+            for (int64_t k = k0; k < D; ++k) out[q * 2 * D + k] = 0;
+          for (int64_t j = j0; j < j1; ++j) {
+            const T* __restrict yj = yg + j * D;
+            for (int64_t q = 0; q < nb; ++q) {
+              const T aj = arow[q][j];
+              T* __restrict o = out + q * 2 * D;
+              for (int64_t k = k0; k < D; ++k) o[k] += aj * yj[k];
+            }
           }
         }
       }
@@ -285,11 +364,17 @@ void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T*
       const T* wg = w ? w + g * s.C : nullptr;
       const T hr = half_row[g * s.r_gstride + i];
       T* __restrict a = A + g * a_gstride + i * s.C;
+      if constexpr (std::is_same_v<T, float>) {
 #pragma omp simd
-      for (int64_t j = 0; j < s.C; ++j) a[j] = (hr + hc[j]) - k * row[j];
-      exp_inplace(a, s.C);
-#pragma omp simd
-      for (int64_t j = 0; j < s.C; ++j) a[j] = a[j] > floor_a ? a[j] : floor_a;  // floor_a = 0: no floor
+        for (int64_t j = 0; j < s.C; ++j) {
+          const T v = exp_np((hr + hc[j]) - k * row[j]);
+          a[j] = v > floor_a ? v : floor_a;  // floor_a = 0: no floor
+        }
+      } else {
+        for (int64_t j = 0; j < s.C; ++j) a[j] = (hr + hc[j]) - k * row[j];
+        exp_inplace(a, s.C);
+        for (int64_t j = 0; j < s.C; ++j) a[j] = a[j] > floor_a ? a[j] : floor_a;
+      }
       if (s.mask) a[s.self_col0 + i] = 0;
       if (entropy) {
         T sum = 0, xlogx = 0;
@@ -309,6 +394,132 @@ void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T*
     for (int64_t t = 0; t < ent.threads(); ++t) *entropy += ent.data[static_cast<size_t>(t)];
 }
 
+// One row of patch sums: out[b] += sum_{k < q} f(row[b * q + k]) for b < w; Q > 0 is q known at
+// compile time (the 2x2 and 4x4 patches: fully unrolled), Q = 0 any q.
+template <int Q, typename T, typename F>
+inline void patch_row_sums(const T* row, int64_t w, int64_t q, T* __restrict out, F f) {
+  if constexpr (Q > 0) {
+    for (int64_t b = 0; b < w; ++b) {
+      T sum = 0;
+      for (int k = 0; k < Q; ++k) sum += f(row[b * Q + k], b);
+      out[b] += sum;
+    }
+  } else {
+    for (int64_t b = 0; b < w; ++b) {
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < q; ++k) sum += f(row[b * q + k], b);
+      out[b] += sum;
+    }
+  }
+}
+
+template <int Q, typename T>
+void patch_stats_planes(const T* x, int64_t c0, int64_t c1, int64_t H, int64_t W, int64_t p, int64_t q, T eps,
+                        T* mean, T* std) {
+  const int64_t h = H / p, w = W / q;
+  const T inv = T(1) / static_cast<T>(p * q);
+  for (int64_t c = c0; c < c1; ++c) {
+    const T* xc = x + c * H * W;
+    for (int64_t a = 0; a < h; ++a) {
+      T* __restrict ms = mean + (c * h + a) * w;
+      T* __restrict ss = std + (c * h + a) * w;
+      for (int64_t b = 0; b < w; ++b) ms[b] = 0, ss[b] = 0;
+      // The row of patches [a*p, a*p + p) x [0, w*q): sums, then squared deviations.
+      for (int64_t y = a * p; y < a * p + p; ++y)
+        patch_row_sums<Q>(xc + y * W, w, q, ms, [](T v, int64_t) { return v; });
+      for (int64_t b = 0; b < w; ++b) ms[b] *= inv;
+      for (int64_t y = a * p; y < a * p + p; ++y)
+        patch_row_sums<Q>(xc + y * W, w, q, ss, [ms](T v, int64_t b) {
+          const T dv = v - ms[b];
+          return dv * dv;
+        });
+      for (int64_t b = 0; b < w; ++b) ss[b] = std::sqrt(ss[b] * inv + eps);
+    }
+  }
+}
+
+template <typename T>
+void patch_stats_forward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, T eps, T* mean,
+                         T* std) {
+  at::parallel_for(0, planes, std::max<int64_t>(1, kEntriesPerChunk / std::max<int64_t>(H * W, 1)),
+                   [&](int64_t c0, int64_t c1) {
+    if (q == 2) patch_stats_planes<2>(x, c0, c1, H, W, p, q, eps, mean, std);
+    else if (q == 4) patch_stats_planes<4>(x, c0, c1, H, W, p, q, eps, mean, std);
+    else patch_stats_planes<0>(x, c0, c1, H, W, p, q, eps, mean, std);
+  });
+}
+
+template <int Q, typename T>
+void patch_stats_backward_planes(const T* x, int64_t c0, int64_t c1, int64_t H, int64_t W, int64_t p, int64_t q,
+                                 const T* mean, const T* std, const T* g_mean, const T* g_std, T* grad_x) {
+  const int64_t h = H / p, w = W / q;
+  const int64_t qq = Q > 0 ? Q : q;
+  const T inv = T(1) / static_cast<T>(p * q);
+  T* __restrict cm = scratch_rows<T>(w, 0);  // per patch of the row: g_mean / n
+  T* __restrict cs = scratch_rows<T>(w, 1);  // g_std / (n std)
+  for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t a = 0; a < h; ++a) {
+      const int64_t at = (c * h + a) * w;
+      for (int64_t b = 0; b < w; ++b) {
+        cm[b] = g_mean ? g_mean[at + b] * inv : T(0);
+        cs[b] = g_std ? g_std[at + b] * inv / std[at + b] : T(0);
+      }
+      const T* m = mean + at;
+      for (int64_t y = a * p; y < a * p + p; ++y) {
+        const T* row = x + (c * H + y) * W;
+        T* __restrict grow = grad_x + (c * H + y) * W;
+        for (int64_t b = 0; b < w; ++b)
+          for (int64_t k = 0; k < qq; ++k) grow[b * qq + k] = cm[b] + cs[b] * (row[b * qq + k] - m[b]);
+        for (int64_t k = w * qq; k < W; ++k) grow[k] = 0;
+      }
+    }
+    for (int64_t y = h * p; y < H; ++y)  // below the last whole row of patches
+      for (int64_t k = 0; k < W; ++k) grad_x[(c * H + y) * W + k] = 0;
+  }
+}
+
+template <typename T>
+void patch_stats_backward(const T* x, int64_t planes, int64_t H, int64_t W, int64_t p, int64_t q, const T* mean,
+                          const T* std, const T* g_mean, const T* g_std, T* grad_x) {
+  at::parallel_for(0, planes, std::max<int64_t>(1, kEntriesPerChunk / std::max<int64_t>(H * W, 1)),
+                   [&](int64_t c0, int64_t c1) {
+    if (q == 2) patch_stats_backward_planes<2>(x, c0, c1, H, W, p, q, mean, std, g_mean, g_std, grad_x);
+    else if (q == 4) patch_stats_backward_planes<4>(x, c0, c1, H, W, p, q, mean, std, g_mean, g_std, grad_x);
+    else patch_stats_backward_planes<0>(x, c0, c1, H, W, p, q, mean, std, g_mean, g_std, grad_x);
+  });
+}
+
+template <typename T>
+void set_spread(const T* y, int64_t G, int64_t R, int64_t D, int64_t g_stride, double* out) {
+  at::parallel_for(0, G, std::max<int64_t>(1, kEntriesPerChunk / std::max<int64_t>(R * D, 1)), [&](int64_t b, int64_t e) {
+    T* __restrict mean = scratch_rows<T>(D, 0);
+    for (int64_t g = b; g < e; ++g) {
+      const T* yg = y + g * g_stride;
+      for (int64_t k = 0; k < D; ++k) mean[k] = 0;
+      for (int64_t i = 0; i < R; ++i) {
+        const T* __restrict row = yg + i * D;
+#pragma omp simd
+        for (int64_t k = 0; k < D; ++k) mean[k] += row[k];
+      }
+      const T inv = T(1) / static_cast<T>(R);
+      for (int64_t k = 0; k < D; ++k) mean[k] *= inv;
+      double total = 0;
+      for (int64_t i = 0; i < R; ++i) {
+        const T* __restrict row = yg + i * D;
+        T sq = 0;
+#pragma omp simd reduction(+ : sq)
+        for (int64_t k = 0; k < D; ++k) {
+          const T dv = row[k] - mean[k];
+          sq += dv * dv;
+        }
+        total += static_cast<double>(sq);
+      }
+      out[g] = total / static_cast<double>(R);
+    }
+  });
+}
+
 #ifndef DRIFTLAB_CPU_LOOPS
 #define DRIFTLAB_CPU_LOOPS(T)                                                                                       \
   template void finish_distances<T>(T*, const TileShape&, const T*, const T*);                                    \
@@ -317,7 +528,11 @@ void affinities(const T* d, const TileShape& s, T k, const T* half_row, const T*
                                  double*);                                                                         \
   template void distance_stats<T>(const T*, const TileShape&, const T*, double*, double*, T*, T*, double*);       \
   template void row_col_sums<T>(const T*, const TileShape&, T, const T*, const T*, T*, T*);                       \
-  template void affinities<T>(const T*, const TileShape&, T, const T*, const T*, T, const T*, T*, int64_t, double*);
+  template void affinities<T>(const T*, const TileShape&, T, const T*, const T*, T, const T*, T*, int64_t, double*); \
+  template void patch_stats_forward<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, T, T*, T*);           \
+  template void patch_stats_backward<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, const T*, const T*,  \
+                                        const T*, const T*, T*);                                              \
+  template void set_spread<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*);
 #endif
 DRIFTLAB_CPU_LOOPS(float)
 DRIFTLAB_CPU_LOOPS(double)

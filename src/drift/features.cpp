@@ -9,6 +9,7 @@
 
 #include "common/check.h"
 #include "common/text.h"
+#include "drift/cpu_loops.h"
 
 namespace driftlab::drift {
 namespace {
@@ -46,50 +47,118 @@ void check_grouped(const GroupedFeatures& f) {
                "drift features: unc_weight must be [" << K << "], got " << shape_string(f.unc_weight.sizes()));
 }
 
-FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Transform& tr) {
+// Keys named `names` from a transform giving one [B, D, L] tensor per name: the transform runs
+// once per set (several keys share its work, e.g. a patch mean and the std around it).
+using MultiTransform = std::function<std::vector<Tensor>(const Tensor&)>;
+
+std::vector<FeatureKey> make_keys(const GroupedFeatures& f, const std::vector<std::string>& names,
+                                  const MultiTransform& tr) {
   const int64_t K = f.classes;
-  FeatureKey key;
-  key.name = name;
-  Problem& p = key.problem;
-  p.x = group(tr(f.gen), K);
-  Tensor gneg;
+  auto grouped = [&](const Tensor& m) {
+    std::vector<Tensor> out = tr(m);
+    DL_CHECK(out.size() == names.size(), "drift features: a transform gave " << out.size() << " tensors for "
+                                                                             << names.size() << " keys");
+    for (Tensor& t : out) t = group(t, K);
+    return out;
+  };
+  const std::vector<Tensor> x = grouped(f.gen);
+  std::vector<Tensor> pos, gneg, unc;
   {
     torch::NoGradGuard no_grad;
-    p.y_pos = group(tr(f.pos.detach()), K);
+    pos = grouped(f.pos.detach());
     // One process: the negatives are the generated rows themselves, already transformed.
-    gneg = f.gen_all.defined() ? group(tr(f.gen_all.detach()), K) : p.x.detach();
+    if (f.gen_all.defined()) gneg = grouped(f.gen_all.detach());
+    else for (const Tensor& t : x) gneg.push_back(t.detach());
+    if (f.unc.defined()) unc = grouped(f.unc.detach());
   }
-  const int64_t G = p.x.size(0), L = G / K, N = gneg.size(1);
-  p.self_offset = f.self_offset;
-  key.generated_negatives = N;
-  if (f.unc.defined()) {
-    torch::NoGradGuard no_grad;
-    Tensor unc = group(tr(f.unc.detach()), K);
-    p.y_neg = torch::cat({gneg, unc}, 1);
-    if (f.unc_weight.defined()) {
-      const int64_t U = unc.size(1);
-      Tensor wu = f.unc_weight.detach().to(p.x.options().dtype(p.x.scalar_type()));
-      wu = wu.view({K, 1, 1}).expand({K, L, U}).reshape({G, U});
-      p.w_neg = torch::cat({torch::ones({G, N}, wu.options()), wu}, 1);
+  std::vector<FeatureKey> keys;
+  for (size_t n = 0; n < names.size(); ++n) {
+    FeatureKey key;
+    key.name = names[n];
+    Problem& p = key.problem;
+    p.x = x[n];
+    p.y_pos = pos[n];
+    const int64_t G = p.x.size(0), L = G / K, N = gneg[n].size(1);
+    p.self_offset = f.self_offset;
+    key.generated_negatives = N;
+    if (f.unc.defined()) {
+      torch::NoGradGuard no_grad;
+      p.y_neg = torch::cat({gneg[n], unc[n]}, 1);
+      if (f.unc_weight.defined()) {
+        const int64_t U = unc[n].size(1);
+        Tensor wu = f.unc_weight.detach().to(p.x.options().dtype(p.x.scalar_type()));
+        wu = wu.view({K, 1, 1}).expand({K, L, U}).reshape({G, U});
+        p.w_neg = torch::cat({torch::ones({G, N}, wu.options()), wu}, 1);
+      }
+    } else {
+      p.y_neg = gneg[n];
     }
-  } else {
-    p.y_neg = gneg;
+    keys.push_back(std::move(key));
   }
-  return key;
+  return keys;
+}
+
+FeatureKey make_key(const GroupedFeatures& f, const std::string& name, const Transform& tr) {
+  return std::move(make_keys(f, {name}, [&](const Tensor& m) { return std::vector<Tensor>{tr(m)}; })[0]);
 }
 
 // Mean and std over non-overlapping (p x q) patches of [B, C, H, W] (rows and columns past the
-// last whole patch are left out), as [B, C, h*w], patches row-major. Pooling, not a copy of
-// every patch: the std is the RMS deviation from the patch mean.
-Tensor patch_mean(const Tensor& m, int64_t p, int64_t q) {
-  return torch::avg_pool2d(m, {p, q}, {p, q}).flatten(2);
+// last whole patch are left out), each as [B, C, h*w], patches row-major; std = sqrt(mean
+// squared deviation from the patch mean + eps). Tensor operations on a [B, C, h, p, w, q] view
+// (any device); CPU tensors take the fused loops below instead.
+std::vector<Tensor> patch_stats_ops(const Tensor& m, int64_t p, int64_t q, double eps) {
+  const int64_t B = m.size(0), C = m.size(1), h = m.size(2) / p, w = m.size(3) / q;
+  const Tensor crop = (h * p == m.size(2) && w * q == m.size(3)) ? m : m.narrow(2, 0, h * p).narrow(3, 0, w * q);
+  const Tensor x6 = crop.reshape({B, C, h, p, w, q});
+  const Tensor mean = x6.mean(at::IntArrayRef{3, 5}, /*keepdim=*/true);
+  const Tensor dev = x6 - mean;
+  const Tensor var = (dev * dev).mean(at::IntArrayRef{3, 5});
+  return {mean.reshape({B, C, h * w}), (var + eps).sqrt().reshape({B, C, h * w})};
 }
-Tensor patch_std(const Tensor& m, int64_t p, int64_t q, double eps) {
-  const int64_t h = m.size(2) / p, w = m.size(3) / q;
-  Tensor crop = m.narrow(2, 0, h * p).narrow(3, 0, w * q);
-  Tensor mean = torch::avg_pool2d(crop, {p, q}, {p, q});
-  Tensor dev = crop - torch::upsample_nearest2d(mean, {h * p, w * q});
-  return (torch::avg_pool2d(dev * dev, {p, q}, {p, q}) + eps).sqrt().flatten(2);
+
+// The same on CPU with one pass forward (plus one over each patch for the deviations) and one
+// backward (closed form: d mean / dx = 1/n, d std / dx = (x - mean) / (n std)), instead of a
+// chain of pooling and elementwise operations and their backward passes, each a sweep over
+// the whole feature map.
+class PatchStatsFn : public torch::autograd::Function<PatchStatsFn> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const Tensor& m, int64_t p,
+                                                int64_t q, double eps) {
+    const Tensor x = m.contiguous();
+    const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), h = H / p, w = W / q;
+    Tensor mean = torch::empty({B, C, h * w}, x.options()), sd = torch::empty({B, C, h * w}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "patch_stats_forward", [&] {
+      cpu::patch_stats_forward<scalar_t>(x.data_ptr<scalar_t>(), B * C, H, W, p, q, static_cast<scalar_t>(eps),
+                                         mean.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>());
+    });
+    ctx->save_for_backward({x, mean, sd});
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["q"] = q;
+    return {mean, sd};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &mean = saved[1], &sd = saved[2];
+    const int64_t p = ctx->saved_data["p"].toInt(), q = ctx->saved_data["q"].toInt();
+    const Tensor gm = grads[0].defined() ? grads[0].contiguous() : Tensor();
+    const Tensor gs = grads[1].defined() ? grads[1].contiguous() : Tensor();
+    Tensor gx = torch::empty_like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "patch_stats_backward", [&] {
+      cpu::patch_stats_backward<scalar_t>(x.data_ptr<scalar_t>(), x.size(0) * x.size(1), x.size(2), x.size(3), p, q,
+                                          mean.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(),
+                                          gm.defined() ? gm.data_ptr<scalar_t>() : nullptr,
+                                          gs.defined() ? gs.data_ptr<scalar_t>() : nullptr, gx.data_ptr<scalar_t>());
+    });
+    return {gx, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+std::vector<Tensor> patch_stats(const Tensor& m, int64_t p, int64_t q, double eps) {
+  if (m.is_cpu() && (m.scalar_type() == torch::kFloat || m.scalar_type() == torch::kDouble))
+    return PatchStatsFn::apply(m, p, q, eps);
+  return patch_stats_ops(m, p, q, eps);
 }
 
 }  // namespace
@@ -104,8 +173,9 @@ std::vector<FeatureKey> feature_map_keys(const GroupedFeatures& f, const std::st
   if (o.per_location)
     keys.push_back(make_key(f, prefix + ".loc", [](const Tensor& m) { return m.flatten(2); }));  // [B, C, HW]
   auto stats = [&](const std::string& tag, int64_t p, int64_t q) {
-    keys.push_back(make_key(f, prefix + ".mean" + tag, [=](const Tensor& m) { return patch_mean(m, p, q); }));
-    keys.push_back(make_key(f, prefix + ".std" + tag, [=](const Tensor& m) { return patch_std(m, p, q, eps); }));
+    for (auto& k : make_keys(f, {prefix + ".mean" + tag, prefix + ".std" + tag},
+                             [=](const Tensor& m) { return patch_stats(m, p, q, eps); }))
+      keys.push_back(std::move(k));
   };
   if (o.global_stats) stats("", H, W);
   if (o.patch2 && H >= 2 && W >= 2) stats("2x2", 2, 2);
@@ -138,11 +208,20 @@ torch::Tensor spread_ratio(const FeatureKey& key) {
   DL_REQUIRE(key.generated_negatives > 0 && key.generated_negatives <= yn.size(1),
              "drift: key " << key.name << " has " << key.generated_negatives << " generated negatives of "
                            << yn.size(1));
-  // Mean squared distance to the mean, per problem: mean_i ||y_i||^2 - ||mean y||^2 (in double:
-  // the difference of two large terms).
+  // Mean squared distance to the mean, per problem, in double: on CPU one fused pass per set
+  // (the field's inputs are large: thousands of problems per key), elsewhere tensor operations.
   auto var = [](const Tensor& y) {
+    if (y.is_cpu() && (y.scalar_type() == torch::kFloat || y.scalar_type() == torch::kDouble) && y.stride(2) == 1 &&
+        y.stride(1) == y.size(2)) {
+      Tensor out = torch::empty({y.size(0)}, y.options().dtype(torch::kDouble));
+      AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "set_spread", [&] {
+        cpu::set_spread<scalar_t>(y.data_ptr<scalar_t>(), y.size(0), y.size(1), y.size(2), y.stride(0),
+                                  out.data_ptr<double>());
+      });
+      return out;
+    }
     const Tensor yd = y.to(torch::kDouble);
-    return (yd.pow(2).sum(-1).mean(-1) - yd.mean(1).pow(2).sum(-1)).clamp_min(0);
+    return (yd - yd.mean(1, true)).pow(2).sum(-1).mean(-1);
   };
   const Tensor vg = var(yn.narrow(1, 0, key.generated_negatives)), vp = var(yp);
   return (vg / vp).sqrt().masked_fill(vp <= 0, std::numeric_limits<double>::quiet_NaN());

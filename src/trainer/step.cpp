@@ -75,6 +75,34 @@ std::vector<drift::FeatureKey> make_keys(const StepContext& ctx, const std::vect
   return keys;
 }
 
+// UserError naming the step and the first set with NaN or Inf: the generated samples, an encoder
+// feature map (of the generated rows, all ranks' generated rows, positives, unconditional rows).
+void require_finite(int64_t t, const std::vector<torch::Tensor>& gen, const std::vector<torch::Tensor>& gen_all,
+                    const std::vector<torch::Tensor>& pos, const std::vector<torch::Tensor>& unc) {
+  std::vector<torch::Tensor> flags;
+  std::vector<std::string> names;
+  auto add = [&](const std::vector<torch::Tensor>& set, const char* what) {
+    for (size_t m = 0; m < set.size(); ++m) {
+      if (!set[m].defined()) continue;
+      // max and min propagate NaN and reach +-Inf: finite extremes mean a finite tensor.
+      const torch::Tensor d = set[m].detach();
+      flags.push_back(torch::isfinite(torch::stack({d.amax(), d.amin()})).all());
+      names.push_back(std::string(what) + (m == 0 ? " (the samples themselves)" : " (encoder feature map " +
+                                                                                       std::to_string(m - 1) + ")"));
+    }
+  };
+  add(gen, "generated rows");
+  add(gen_all, "generated rows of all ranks");
+  add(pos, "positives");
+  add(unc, "unconditional negatives");
+  if (flags.empty()) return;
+  const torch::Tensor ok = torch::stack(flags).to(torch::kCPU);
+  for (size_t i = 0; i < names.size(); ++i)
+    DL_REQUIRE(ok[static_cast<int64_t>(i)].item<bool>(),
+               "step " << t << ": the " << names[i] << " contain NaN or Inf (the generator diverged, or the data "
+                       "holds non-finite values); lower --lr or check the data set");
+}
+
 }  // namespace
 
 data::StepRequest step_request(const StepContext& ctx, int64_t t, const StepPlan& plan) {
@@ -145,9 +173,14 @@ StepStats run_step(const StepContext& ctx, int64_t t, const StepPlan& plan, cons
     for (double a : plan.alphas) w.push_back(static_cast<float>(drift::cfg_unconditional_weight(a, N, ctx.batch.unc_per_class)));
     unc_weight = torch::tensor(w).to(ctx.device);
   }
+  // Finite inputs are checked here once per feature map (one reduction each) rather than by the
+  // field once per key: the keys are views and pools of these maps, thousands of problems each.
+  require_finite(t, gen_feats, gen_all, pos_feats, unc_feats);
+  drift::FieldOptions field = ctx.field;
+  field.check_finite = false;
   auto keys = make_keys(ctx, gen_feats, gen_all, pos_feats, unc_feats, b, unc_weight, K);
   StepStats stats;
-  stats.total = drift::total_loss(keys, ctx.field, ctx.reducer);
+  stats.total = drift::total_loss(keys, field, ctx.reducer);
   ph.add("drift", sw.seconds());
 
   sw.reset();

@@ -156,6 +156,79 @@ TEST(DriftFeatures, SpreadRatioIsGeneratedOverRealRmsSpreadPerProblem) {
   EXPECT_TRUE(std::isnan(spread_ratio(vector_key(one, "x"))[0].item<double>()));
 }
 
+// The patch mean/std keys (fused CPU loops, closed-form backward) against the same statistics
+// written with plain tensor operations and differentiated by autograd: values and gradients, for
+// patch sizes that leave rows and columns out (H = 7, W = 9), in both precisions.
+TEST(DriftFeatures, PatchStatsValuesAndGradientsMatchAutogradOfTensorOps) {
+  const int64_t B = 5, C = 3, H = 7, W = 9;
+  for (auto dt : {torch::kDouble, torch::kFloat}) {
+    SCOPED_TRACE(dt == torch::kDouble ? "double" : "float");
+    const double tol = dt == torch::kDouble ? 1e-11 : 2e-5;
+    torch::manual_seed(64);
+    Tensor base = torch::randn({B, C, H, W}, torch::kDouble) * 1.5 + 0.7;
+    // Reference: [B, C, L] per statistic, then the keys' grouping (one class: [L, B, C]).
+    auto reference = [&](const Tensor& m, int64_t p, int64_t q) {
+      const int64_t h = H / p, w = W / q;
+      Tensor x6 = m.narrow(2, 0, h * p).narrow(3, 0, w * q).reshape({B, C, h, p, w, q}).permute({0, 1, 2, 4, 3, 5});
+      x6 = x6.reshape({B, C, h * w, p * q});
+      Tensor mean = x6.mean(-1), sd = (x6.var(-1, /*unbiased=*/false) + 1e-6).sqrt();
+      return std::vector<Tensor>{mean.permute({2, 0, 1}), sd.permute({2, 0, 1})};
+    };
+    GroupedFeatures f;
+    f.classes = 1;
+    f.gen = base.to(dt).clone().requires_grad_(true);
+    f.pos = torch::randn({4, C, H, W}, torch::kDouble).to(dt);
+    KeyOptions o;
+    o.per_location = false;
+    auto keys = feature_map_keys(f, "m", o);
+    ASSERT_EQ(keys.size(), 6u);
+    Tensor ref_in = base.clone().requires_grad_(true);
+    Tensor loss = torch::zeros({}, torch::kDouble), ref_loss = torch::zeros({}, torch::kDouble);
+    const std::pair<const char*, std::pair<int64_t, int64_t>> sizes[] = {{"", {H, W}}, {"2x2", {2, 2}}, {"4x4", {4, 4}}};
+    for (const auto& [tag, pq] : sizes) {
+      auto ref = reference(ref_in, pq.first, pq.second);
+      const Tensor& km = find_key(keys, std::string("m.mean") + tag).problem.x;
+      const Tensor& ks = find_key(keys, std::string("m.std") + tag).problem.x;
+      ASSERT_EQ(km.sizes(), ref[0].sizes()) << tag;
+      EXPECT_LE((km.to(torch::kDouble) - ref[0]).abs().max().item<double>(), tol) << tag;
+      EXPECT_LE((ks.to(torch::kDouble) - ref[1]).abs().max().item<double>(), tol) << tag;
+      // Random weights per output entry, different for the mean and the std.
+      Tensor rm = torch::randn(ref[0].sizes(), torch::kDouble), rs = torch::randn(ref[1].sizes(), torch::kDouble);
+      loss = loss + (km.to(torch::kDouble) * rm).sum() + (ks.to(torch::kDouble) * rs).sum();
+      ref_loss = ref_loss + (ref[0] * rm).sum() + (ref[1] * rs).sum();
+    }
+    loss.backward();
+    ref_loss.backward();
+    const Tensor g = f.gen.grad().to(torch::kDouble), gref = ref_in.grad();
+    EXPECT_GT(gref.abs().max().item<double>(), 0.1);
+    EXPECT_LE((g - gref).abs().max().item<double>(), tol * 10) << "gradient";
+    // Rows and columns outside every patch of every size get no gradient from these keys: row 6
+    // and column 8 lie outside the 2x2 and 4x4 patches but inside the global one.
+    EXPECT_NEAR(g.select(2, 6).abs().max().item<double>(), gref.select(2, 6).abs().max().item<double>(), tol * 10);
+  }
+}
+
+TEST(DriftFeatures, SpreadRatioFloatMatchesDouble) {
+  // The fused spread loop in float against the double tensor formula, on a key with many problems.
+  torch::manual_seed(65);
+  GroupedFeatures f;
+  f.classes = 2;
+  f.gen = torch::randn({2 * 6, 24, 3, 3}) * 0.7 + 5.0;  // far from the origin: the mean is subtracted first
+  f.pos = torch::randn({2 * 5, 24, 3, 3}) + 5.0;
+  f.unc = torch::randn({2 * 2, 24, 3, 3});
+  auto keys = feature_map_keys(f, "m");
+  const FeatureKey& k = find_key(keys, "m.loc");
+  const Tensor got = spread_ratio(k);
+  auto var = [](const Tensor& y) {
+    const Tensor yd = y.to(torch::kDouble);
+    return (yd - yd.mean(1, true)).pow(2).sum(-1).mean(-1);
+  };
+  const Tensor want = (var(k.problem.y_neg.narrow(1, 0, 6)) / var(k.problem.y_pos)).sqrt();
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LE((got - want).abs().max().item<double>(), 1e-5);
+  EXPECT_NEAR(got.mean().item<double>(), 0.7, 0.2);
+}
+
 TEST(DriftFeatures, CfgWeightsAndBadInputs) {
   EXPECT_DOUBLE_EQ(cfg_unconditional_weight(1.0, 64, 16), 0.0);
   EXPECT_DOUBLE_EQ(cfg_unconditional_weight(3.0, 64, 16), 2.0 * 63 / 16);

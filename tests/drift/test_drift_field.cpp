@@ -219,12 +219,16 @@ TEST(DriftField, FusedCpuLoopsEqualTheTensorOperationPath) {
   for (auto dt : {torch::kDouble, torch::kFloat}) {
     const double tol = dt == torch::kDouble ? 1e-11 : 2e-5;
     int variant = 0;
+    // D = 4: the loops' scalar remainders only; 8: a half register block; 24 and 37: whole
+    // blocks, then a half block or a remainder (the register-blocked sums and distances).
+    for (int64_t D : {4, 8, 24, 37})
     for (Path p : {Path::kDense, Path::kTiled})
       for (bool weights : {false, true})
         for (bool floor : {false, true}) {
           SCOPED_TRACE(std::string(path_name(p)) + " weights " + std::to_string(weights) + " floor " +
-                       std::to_string(floor) + (dt == torch::kDouble ? " double" : " float"));
-          Case c = random_case(5, 9, 7, 3, 4, weights, dt, 70 + variant++);
+                       std::to_string(floor) + (dt == torch::kDouble ? " double" : " float") + " D " +
+                       std::to_string(D));
+          Case c = random_case(5, 9, 7, 3, D, weights, dt, 70 + variant++);
           FieldOptions o = with_path(p, 3000, 50);  // several tiles, some splitting a problem's rows
           o.floor = floor;
           o.floor_value = 1e-3;
@@ -287,8 +291,9 @@ TEST(DriftSanity, SwappingPositivesAndNegativesFlipsTheSign) {
 
 TEST(DriftSanity, PositivesEqualNegativesGiveZeroField) {
   torch::manual_seed(8);
-  Tensor x = torch::randn({3, 9, 4});
-  Tensor y = torch::randn({3, 12, 4}) * 1.5;
+  for (int64_t D : {4, 24}) {  // 24: the register-blocked weighted sums (a block and a half)
+  Tensor x = torch::randn({3, 9, D});
+  Tensor y = torch::randn({3, 12, D}) * 1.5;
   Tensor w = torch::rand({3, 12}) + 0.2;
   FieldOptions o;
   o.mask_self = false;
@@ -301,6 +306,7 @@ TEST(DriftSanity, PositivesEqualNegativesGiveZeroField) {
   // A field that is not zero in the same geometry: the check above can fail.
   FieldResult g = drift_field(prob(x, y, y * 0.5, w, w), o);
   EXPECT_GT(g.V.abs().max().item<double>(), 0.1);
+  }
 }
 
 TEST(DriftSanity, LargerTemperatureGivesHigherEntropyAssignments) {

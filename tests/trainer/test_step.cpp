@@ -3,6 +3,7 @@
 // drift library (same noise draws, same rows, one batched problem per class), value and
 // generator gradients; and the real rows it asks for follow the plan.
 #include <gtest/gtest.h>
+#include <limits>
 #include <torch/torch.h>
 
 #include "comm/communicator.h"
@@ -12,6 +13,7 @@
 #include "drift/field.h"
 #include "models/generators.h"
 #include "trainer/step.h"
+#include "../common/user_error.h"
 
 namespace driftlab {
 namespace {
@@ -91,6 +93,35 @@ TEST(Step, EqualsAnIndependentComputationOfTheLoss) {
   auto params = gen->parameters();
   for (size_t i = 0; i < params.size(); ++i)
     EXPECT_TRUE(torch::allclose(grads[i], params[i].grad(), 1e-5, 1e-7)) << "parameter " << i;
+}
+
+// NaN in the step's inputs: one error naming the step and the set (the check runs once per
+// feature map, before the keys), not a failure deep inside the field.
+TEST(Step, NonFiniteInputsNameTheStepAndTheSet) {
+  comm::Communicator& comm = world_of_one();
+  auto gen = tiny_generator();
+  comm::CommunicatorReducer reducer(comm);
+  StepContext ctx;
+  ctx.batch.gen_per_class = 6;
+  ctx.batch.pos_per_class = 5;
+  ctx.num_classes = 4;
+  ctx.gen = gen.get();
+  ctx.comm = &comm;
+  ctx.reducer = &reducer;
+  StepPlan plan;
+  plan.classes = {2};
+  plan.alphas = {1.0};
+  data::StepBatch batch;
+  batch.step = 9;
+  batch.positives = torch::randn({5, 2});
+  batch.pos_total = 5;
+  batch.unconditional = torch::empty({0, 2});
+  EXPECT_NO_THROW(run_step(ctx, 9, plan, batch));
+  batch.positives[3][1] = std::numeric_limits<float>::quiet_NaN();
+  const std::string msg = testing_util::user_error_of([&] { run_step(ctx, 9, plan, batch); });
+  EXPECT_NE(msg.find("step 9"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("positives"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
 }
 
 }  // namespace
