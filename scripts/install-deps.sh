@@ -28,6 +28,8 @@ packages=(
   dataset-fashion-mnist
   npm
   slurmctld slurmd slurm-client munge
+  # the two-node test (tests/slurm/two_node_e2e.sh): its own sshd per namespace host, veth, unshare
+  openssh-server openssh-client iproute2 util-linux
 )
 
 sudo_cmd=()

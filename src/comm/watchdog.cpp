@@ -199,7 +199,7 @@ std::string CollectiveWatchdog::describe_peers(uint64_t seq, int64_t now_ms) con
   if (options_.heartbeat_dir.empty() || fd_ < 0) return "not arrived: unknown (no heartbeat records)";
   // A record older than this was not refreshed by a live process (refreshed every poll interval).
   const double stale_s = std::max(4 * poll_s_, std::min(2.0, options_.timeout_s / 2));
-  std::vector<std::string> missing, waiting, unknown, ahead;
+  std::vector<std::string> missing, waiting, finished, unknown, ahead;
   for (int r = 0; r < world_; ++r) {
     if (r == rank_) continue;
     const Record rec = read_record(options_.heartbeat_dir, r);
@@ -219,6 +219,11 @@ std::string CollectiveWatchdog::describe_peers(uint64_t seq, int64_t now_ms) con
                         std::to_string(rec.step) + ")");
     } else if (rec.seq < seq || (rec.seq == seq && !rec.inside)) {
       missing.push_back("rank " + std::to_string(r) + " (alive but has not entered it; " + last + ")");
+    } else if (rec.seq == seq + 1 && rec.inside) {
+      // It completed this collective and waits in the next one: its part of this one was sent but
+      // has not reached this rank (lost between them), not a different collective.
+      finished.push_back("rank " + std::to_string(r) + " (in " + rec.op + " #" + std::to_string(rec.seq) + " at step " +
+                         std::to_string(rec.step) + ")");
     } else if (rec.seq > seq) {
       ahead.push_back("rank " + std::to_string(r) + " (ahead: " + last + "; the ranks issued different collectives)");
     }
@@ -231,11 +236,18 @@ std::string CollectiveWatchdog::describe_peers(uint64_t seq, int64_t now_ms) con
   };
   if (!missing.empty()) out = "not arrived: " + join(missing);
   if (!waiting.empty()) out += std::string(out.empty() ? "" : "; ") + "still waiting in an earlier collective: " + join(waiting);
+  if (!finished.empty())
+    out += std::string(out.empty() ? "" : "; ") + "finished it and waiting in the next one: " + join(finished);
   if (!ahead.empty()) out += std::string(out.empty() ? "" : "; ") + join(ahead);
   if (!unknown.empty())
     out += std::string(out.empty() ? "" : "; ") + "no heartbeat record from rank(s) " + join(unknown) +
            " (another node without a shared run directory?)";
-  if (out.empty()) out = "every rank has entered it (a transport or network failure between them)";
+  if (out.empty())
+    out = "every rank has entered it (a transport or network failure between them)";
+  else if (missing.empty() && unknown.empty() && ahead.empty())
+    // Every peer is alive and in this collective or next to it, waiting on a message: nobody is
+    // absent, a message is (a partition between nodes, a failed link).
+    out += "; no rank is missing (a transport or network failure between them)";
   return out;
 }
 

@@ -106,6 +106,42 @@ TEST_F(WatchdogDeath, NamesTheRanksThatDidNotArrive) {
       "12\\), rank 2 \\(alive but has not entered it; last heartbeat: after - #0 at step -1\\); ending the job");
 }
 
+// A network partition: no peer is missing, but one has already finished the collective this
+// rank is stuck in (what it sent here was lost) and waits in the next one; another still waits
+// in the previous one. The line says so instead of blaming different collectives.
+TEST_F(WatchdogDeath, PeersOnBothSidesOfTheCollectiveMeanALostMessage) {
+  const fs::path dir = fresh_dir("partition");
+  EXPECT_EXIT(
+      {
+        WatchdogOptions o;
+        o.timeout_s = 1.0;
+        o.heartbeat_dir = dir.string();
+        WatchdogOptions longer = o;
+        longer.timeout_s = 5;
+        CollectiveWatchdog next(longer, 1, 3, nullptr);
+        next.set_step(13);
+        { CollectiveWatchdog::Scope done(&next, "all_gather"); }
+        { CollectiveWatchdog::Scope done(&next, "all_reduce(sum)"); }
+        CollectiveWatchdog::Scope s1(&next, "broadcast");  // its collective #3
+        CollectiveWatchdog w(o, 0, 3, [dir](int code) {
+          fs::remove_all(dir);
+          test_abort(code);
+        });
+        { CollectiveWatchdog::Scope done(&w, "all_gather"); }
+        CollectiveWatchdog earlier(longer, 2, 3, nullptr);
+        earlier.set_step(13);
+        CollectiveWatchdog::Scope s2(&earlier, "all_gather");  // its collective #1, still inside
+        w.set_step(13);
+        CollectiveWatchdog::Scope s(&w, "all_reduce(sum)");  // collective #2 here
+        sleep_s(10);
+      },
+      ::testing::ExitedWithCode(40 + kWatchdogExitCode),
+      "all_reduce\\(sum\\) \\(collective #2 of this rank\\) at step 13 on rank 0 did not complete within 1 s.*; "
+      "still waiting in an earlier collective: rank 2 \\(in all_gather #1 at step 13\\); "
+      "finished it and waiting in the next one: rank 1 \\(in broadcast #3 at step 13\\); "
+      "no rank is missing \\(a transport or network failure between them\\); ending the job");
+}
+
 TEST_F(WatchdogDeath, UnfinishedAsyncWorkExpires) {
   struct Never : PendingWork {
     bool done() override { return false; }
