@@ -8,6 +8,7 @@
 #   same with the global keys only (configs/mnist.flags@--keys_per_location=false,--keys_patch=false:
 #   the baseline of the keys' cost)
 # Needs the data sets and encoder of those configs (scripts/demo.sh and scripts/mnist.sh make them).
+# Binaries: $DRIFTLAB_BIN (default build/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-20}
@@ -16,7 +17,7 @@ configs=("$@")
 [ ${#configs[@]} -gt 0 ] ||
   configs=(configs/toy2d.flags configs/mnist.flags "configs/mnist.flags@--keys_per_location=false,--keys_patch=false")
 case "$steps" in ''|*[!0-9]*) echo "train_bench: S must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
-bin=build/bin
+bin=${DRIFTLAB_BIN:-build/bin}
 [ -x "$bin/drift_train" ] || { echo "train_bench: $bin/drift_train missing; build first (scripts/build.sh)" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d /tmp/driftlab_train_bench.XXXXXX)

@@ -53,21 +53,26 @@ void convert_channels(const Image& img, int to, uint8_t* out) {
 constexpr double kUnequalModes[6][3] = {{-2.5, 1.0, 0.20}, {1.5, 2.0, 0.15}, {2.5, -1.0, 0.25},
                                         {-0.5, -2.5, 0.10}, {-2.5, -2.0, 0.12}, {0.5, 0.2, 0.08}};
 constexpr double kUnequalWeights[6] = {0.35, 0.25, 0.15, 0.12, 0.08, 0.05};
+// "separated": four Gaussian modes far apart relative to their spreads (5 to 11 apart at std
+// 0.15 .. 0.3), unequal weights: a generator that starts near one mode must reach the others.
+constexpr double kSeparatedModes[4][3] = {{-6.0, 1.0, 0.25}, {3.0, 5.0, 0.20}, {4.0, -4.0, 0.30}, {-2.0, -7.0, 0.15}};
+constexpr double kSeparatedWeights[4] = {0.45, 0.30, 0.15, 0.10};
 // "nested": a ring of radius 2 (mode 0, 80% of the mass) around a small Gaussian core (mode 1).
 constexpr double kNestedCoreWeight = 0.2;
 
-int64_t weighted_mode(double u, const double (&w)[6]) {
+template <size_t M>
+int64_t weighted_mode(double u, const double (&w)[M]) {
   double acc = 0;
-  for (int64_t k = 0; k < 5; ++k)
-    if (u < (acc += w[k])) return k;
-  return 5;
+  for (size_t k = 0; k + 1 < M; ++k)
+    if (u < (acc += w[k])) return static_cast<int64_t>(k);
+  return static_cast<int64_t>(M - 1);
 }
 
 int64_t modes_or_fail(const std::string& name) {
   const auto names = toy_names();
   DL_REQUIRE(std::find(names.begin(), names.end(), name) != names.end(),
              "unknown toy data set '" << name << "' (expected one of checkerboard, swissroll, 8gaussians, "
-                                      << "25gaussians, moons, rings, bimodal, unequal, nested)");
+                                      << "25gaussians, moons, rings, bimodal, unequal, separated, nested)");
   return toy_num_modes(name);
 }
 
@@ -241,7 +246,8 @@ int64_t convert_csv(const std::string& path, const std::string& out, const Write
 }
 
 std::vector<std::string> toy_names() {
-  return {"checkerboard", "swissroll", "8gaussians", "25gaussians", "moons", "rings", "bimodal", "unequal", "nested"};
+  return {"checkerboard", "swissroll", "8gaussians", "25gaussians", "moons",
+          "rings",        "bimodal",   "unequal",    "separated",   "nested"};
 }
 
 int64_t toy_num_modes(const std::string& name) {
@@ -250,6 +256,7 @@ int64_t toy_num_modes(const std::string& name) {
   if (name == "moons" || name == "bimodal") return 2;
   if (name == "rings") return 3;
   if (name == "unequal") return 6;
+  if (name == "separated") return 4;
   if (name == "nested") return 2;
   return 0;
 }
@@ -267,6 +274,8 @@ torch::Tensor toy_points(const std::string& name, int64_t n, uint64_t seed, std:
     int64_t k = 0;
     if (name == "unequal") {
       k = weighted_mode(d.uniform(), kUnequalWeights);
+    } else if (name == "separated") {
+      k = weighted_mode(d.uniform(), kSeparatedWeights);
     } else if (name == "nested") {
       k = d.uniform() < kNestedCoreWeight ? 1 : 0;
     } else if (modes > 0) {
@@ -299,6 +308,9 @@ torch::Tensor toy_points(const std::string& name, int64_t n, uint64_t seed, std:
     } else if (name == "unequal") {
       x = kUnequalModes[k][0] + kUnequalModes[k][2] * d.normal();
       y = kUnequalModes[k][1] + kUnequalModes[k][2] * d.normal();
+    } else if (name == "separated") {
+      x = kSeparatedModes[k][0] + kSeparatedModes[k][2] * d.normal();
+      y = kSeparatedModes[k][1] + kSeparatedModes[k][2] * d.normal();
     } else if (name == "nested") {
       if (k == 1) {  // the core
         x = 0.15 * d.normal();

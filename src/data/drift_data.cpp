@@ -40,7 +40,7 @@ const char* kUsage =
     "  drift_data convert-csv FILE --out=DIR [--label_column=N] [--csv_header]\n"
     "      one float vector per line, optionally with an integer label column\n"
     "  drift_data toy NAME --out=DIR [--num=N] [--seed=S] [--labels]\n"
-    "      NAME: checkerboard, swissroll, 8gaussians, 25gaussians, moons, rings, bimodal, unequal, nested\n"
+    "      NAME: checkerboard, swissroll, 8gaussians, 25gaussians, moons, rings, bimodal, unequal, separated, nested\n"
     "  drift_data inspect PATH [--validate=false] [--grid=FILE.png]\n"
     "      PATH: a data set folder, a shard file or a glob; prints a summary, checks every shard\n"
     "Common flags: --shards --force --chunk_rows --deflate --progress";

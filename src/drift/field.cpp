@@ -186,6 +186,14 @@ class FieldKernel {
         ycat_.narrow(1, P_, Q_).copy_(yn_);
         yT_ = ws_.get("yT", G_ * C_ * D_, x_.options()).view({G_, D_, C_});
         yT_.copy_(ycat_.transpose(1, 2));
+        // Many small whole problems per tile (the multi-scale keys): the threads take whole tiles
+        // (one parallel region per pass, every loop of a tile inline on its thread) instead of
+        // splitting each tile's rows in every loop (thousands of short regions, which did not
+        // scale past one thread). Tiles hold disjoint problems, so their per-column and per-row
+        // outputs are disjoint; their scalar sums are kept per tile and added in tile order (the
+        // same result for any thread count).
+        tile_parallel_ = path_ == Path::kDense && tiles_.size() > 1 && at::get_num_threads() > 1 &&
+                         std::all_of(tiles_.begin(), tiles_.end(), [&](const Tile& t) { return t.tn == N_; });
         return;
       }
     }
@@ -238,6 +246,20 @@ class FieldKernel {
     else f(double{});
   }
 
+  // f(index, tile, slot) for every tile: in order on this thread, or (tile_parallel_) whole tiles
+  // per thread, slot being the thread's index in [0, at::get_num_threads()).
+  template <typename F>
+  void for_each_tile(F&& f) {
+    if (!tile_parallel_) {
+      for (size_t i = 0; i < tiles_.size(); ++i) f(i, tiles_[i], 0);
+      return;
+    }
+    at::parallel_for(0, static_cast<int64_t>(tiles_.size()), 1, [&](int64_t b, int64_t e) {
+      const int slot = at::get_thread_num();
+      for (int64_t i = b; i < e; ++i) f(static_cast<size_t>(i), tiles_[static_cast<size_t>(i)], slot);
+    });
+  }
+
   // The fused loops' view of a distance tile d ([gb, tn, C], rows contiguous).
   cpu::TileShape shape(const Tile& t, const Tensor& d) const {
     cpu::TileShape s;
@@ -274,17 +296,23 @@ class FieldKernel {
     colmin_ = torch::full({G_, C_}, kInf, x_.options());
     rowmin_ = torch::empty({G_, N_}, x_.options());
     double f_wd = 0, f_max = 0, f_nn = 0;  // fused loops' accumulators
-    for (const Tile& t : tiles_) {
-      Tensor d = distances(t, true);
-      if (fused_) {
+    if (fused_) {
+      const size_t n = tiles_.size();
+      std::vector<double> wd(n, 0.0), mx(n, 0.0), nn(n, 0.0);  // per tile, added in tile order below
+      for_each_tile([&](size_t i, const Tile& t, int) {
+        Tensor d = distances(t, true);
         dispatch([&](auto zero) {
           using T = decltype(zero);
           cpu::distance_stats<T>(d.data_ptr<T>(), shape(t, d), w_.defined() ? w_.data_ptr<T>() + t.g0 * C_ : nullptr,
-                                 &f_wd, &f_max, colmin_.data_ptr<T>() + t.g0 * C_,
-                                 rowmin_.data_ptr<T>() + t.g0 * N_ + t.i0, &f_nn);
+                                 &wd[i], &mx[i], colmin_.data_ptr<T>() + t.g0 * C_,
+                                 rowmin_.data_ptr<T>() + t.g0 * N_ + t.i0, &nn[i]);
         });
-        continue;
-      }
+      });
+      for (size_t i = 0; i < n; ++i) f_wd += wd[i], f_max = std::max(f_max, mx[i]), f_nn += nn[i];
+    }
+    for (const Tile& t : tiles_) {
+      if (fused_) break;
+      Tensor d = distances(t, true);
       if (opt_.mask_self) self_diagonal(t, d).fill_(0);
       Tensor colsum = d.sum(1);
       wd_sum += (w_.defined() ? (colsum * w_.narrow(0, t.g0, t.gb)).sum() : colsum.sum()).to(torch::kDouble);
@@ -338,19 +366,24 @@ class FieldKernel {
   void pass_column_sums() {
     Tensor csum = torch::zeros({T_, G_, C_}, x_.options());
     Tensor rowlse = torch::empty({T_, G_, N_}, x_.options());
-    for (const Tile& t : tiles_) {
-      Tensor d = distances(t, false);
-      if (fused_) {
+    if (fused_) {
+      for_each_tile([&](size_t, const Tile& t, int) {
+        Tensor d = distances(t, false);
         dispatch([&](auto zero) {
           using T = decltype(zero);
           const auto s = shape(t, d);
+          T* lse = rowlse.data_ptr<T>();
+          T* cs = csum.data_ptr<T>();
           for (int64_t ti = 0; ti < T_; ++ti)
             cpu::row_col_sums<T>(d.data_ptr<T>(), s, static_cast<T>(k_[ti]), rowmin_.data_ptr<T>() + t.g0 * N_ + t.i0,
-                                 colmin_.data_ptr<T>() + t.g0 * C_, rowlse[ti].data_ptr<T>() + t.g0 * N_ + t.i0,
-                                 csum[ti].data_ptr<T>() + t.g0 * C_);
+                                 colmin_.data_ptr<T>() + t.g0 * C_, lse + ti * G_ * N_ + t.g0 * N_ + t.i0,
+                                 cs + ti * G_ * C_ + t.g0 * C_);
         });
-        continue;
-      }
+      });
+    }
+    for (const Tile& t : tiles_) {
+      if (fused_) break;
+      Tensor d = distances(t, false);
       // Slot 0 of pass 3's buffer: one buffer for both passes.
       Tensor work = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).narrow(0, 0, t.gb * t.tn * C_).view({t.gb, t.tn, C_});
       Tensor rm = rowmin_.narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn);
@@ -373,13 +406,13 @@ class FieldKernel {
     half_col_ = collse.mul_(-0.5);
   }
 
-  // Pass 3 of one tile with the fused loops: per temperature, the affinity rows into A and, for
-  // small problems (direct_), their weighted sums straight into V_tau (returns true); large ones
-  // leave A to the batched matrix products of the tensor path (returns false).
-  bool fused_fields(const Tile& t, const Tensor& d, const Tensor& A, std::vector<Tensor>& vraw, Tensor& sq, Tensor& nrm,
-                    Tensor& ent) {
-    const auto dopt = x_.options().dtype(torch::kDouble);
-    std::vector<double> h(static_cast<size_t>(T_), 0.0), tsq(h), tnrm(h);
+  // Pass 3 of one tile with the fused loops: per temperature, the affinity rows into A (and the
+  // tile's entropy sum into h[tau]) and, for small problems (direct_), their weighted sums straight
+  // into V_tau, adding the tile's sums of ||V||^2 and ||V|| to tsq[tau] and tnrm[tau]; large ones
+  // leave A to the batched matrix products of the tensor path. Touches nothing shared but its
+  // own rows of V and these outputs (tiles may run on several threads at once).
+  void fused_fields(const Tile& t, const Tensor& d, const Tensor& A, const std::vector<Tensor>& vraw, double* tsq,
+                    double* tnrm, double* h) {
     const double floor_a = opt_.floor ? std::sqrt(opt_.floor_value) : 0.0;
     dispatch([&](auto zero) {
       using T = decltype(zero);
@@ -397,11 +430,6 @@ class FieldKernel {
                                 vraw[ti].data_ptr<T>() + (t.g0 * N_ + t.i0) * D_, N_ * D_, &tsq[i], &tnrm[i]);
       }
     });
-    if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
-    if (!direct_) return false;
-    sq += torch::tensor(tsq, dopt);
-    nrm += torch::tensor(tnrm, dopt);
-    return true;
   }
 
   void pass_fields(FieldResult& res) {
@@ -413,10 +441,34 @@ class FieldKernel {
     for (int64_t ti = 1; ti < T_; ++ti) vraw[ti] = extra.narrow(0, (ti - 1) * G_ * N_ * D_, G_ * N_ * D_).view({G_, N_, D_});
     Tensor sq = torch::zeros({T_}, dopt), nrm = torch::zeros({T_}, dopt), ent = torch::zeros({T_}, dopt);
     const double floor_a = std::sqrt(opt_.floor_value);
+    if (fused_ && direct_) {
+      // Per tile sums, added in tile order; one affinity buffer per thread.
+      const size_t n = tiles_.size(), T = static_cast<size_t>(T_);
+      std::vector<double> tsq(n * T, 0.0), tnrm(n * T, 0.0), h(n * T, 0.0);
+      int64_t per_slot = 0;
+      for (const Tile& t : tiles_) per_slot = std::max(per_slot, t.gb * T_ * t.tn * C_);
+      const int slots = tile_parallel_ ? at::get_num_threads() : 1;
+      Tensor work = ws_.get("work", slots * per_slot, x_.options());
+      for_each_tile([&](size_t i, const Tile& t, int slot) {
+        Tensor d = distances(t, false);
+        Tensor A = work.narrow(0, slot * per_slot, t.gb * T_ * t.tn * C_).view({t.gb, T_, t.tn, C_});
+        fused_fields(t, d, A, vraw, &tsq[i * T], &tnrm[i * T], &h[i * T]);
+      });
+      std::vector<double> s_sq(T, 0.0), s_nrm(T, 0.0), s_h(T, 0.0);
+      for (size_t i = 0; i < n; ++i)
+        for (size_t ti = 0; ti < T; ++ti)
+          s_sq[ti] += tsq[i * T + ti], s_nrm[ti] += tnrm[i * T + ti], s_h[ti] += h[i * T + ti];
+      sq = torch::tensor(s_sq, dopt), nrm = torch::tensor(s_nrm, dopt), ent = torch::tensor(s_h, dopt);
+    }
     for (const Tile& t : tiles_) {
+      if (fused_ && direct_) break;
       Tensor d = distances(t, false);
       Tensor A = ws_.get("work", t.gb * T_ * t.tn * C_, x_.options()).view({t.gb, T_, t.tn, C_});
-      if (fused_ && fused_fields(t, d, A, vraw, sq, nrm, ent)) continue;
+      if (fused_) {  // the affinities only; the products below
+        std::vector<double> h(static_cast<size_t>(T_), 0.0), unused(h);
+        fused_fields(t, d, A, vraw, unused.data(), unused.data(), h.data());
+        if (opt_.compute_entropy) ent += torch::tensor(h, dopt);
+      }
       for (int64_t ti = 0; ti < T_ && !fused_; ++ti) {
         Tensor a = A.select(1, ti);
         Tensor hr = half_row_[ti].narrow(0, t.g0, t.gb).narrow(1, t.i0, t.tn).unsqueeze(-1);
@@ -485,6 +537,7 @@ class FieldKernel {
   int64_t G_ = 0, N_ = 0, D_ = 0, P_ = 0, Q_ = 0, C_ = 0, T_ = 0, off_ = 0, elem_ = 4;
   Path path_ = Path::kDense;
   bool fused_ = false;
+  bool tile_parallel_ = false;  // whole tiles per thread (see validate_and_prepare)
   int64_t rows_per_tile_ = 1;
   std::vector<Tile> tiles_;
   Tensor dist_;

@@ -24,13 +24,25 @@ void validate(const TrainConfig& c, int world) {
   DL_REQUIRE(c.runtime.collective_timeout >= 0 && c.runtime.collective_timeout <= 7 * 24 * 3600.0,
              "--collective_timeout=" << c.runtime.collective_timeout
                                      << ": expected 0 (no deadline) or a number of seconds up to a week");
+  DL_REQUIRE(c.objective.tau_warmup_steps >= 0,
+             "--tau_warmup_steps=" << c.objective.tau_warmup_steps << ": expected 0 (off) or a number of steps");
+  DL_REQUIRE(c.objective.tau_warmup_scale >= 1 && c.objective.tau_warmup_scale <= 1e4,
+             "--tau_warmup_scale=" << c.objective.tau_warmup_scale << ": expected a factor in [1, 10000]");
   validate(c.optim.schedule);
+}
+
+std::vector<double> step_taus(const ObjectiveConfig& o, int64_t t) {
+  std::vector<double> taus = o.taus;
+  if (t < o.tau_warmup_steps)
+    for (double& tau : taus) tau *= o.tau_warmup_scale;
+  return taus;
 }
 
 RecordKey classify_record_key(const std::string& k) {
   static const std::set<std::string> objective{"taus", "drift_floor", "keys_per_location", "keys_patch",
                                                "num_classes_per_step", "gen_per_class", "pos_per_class",
-                                               "unc_per_class", "alpha_max", "alpha_power", "alpha_one_frac"};
+                                               "unc_per_class", "alpha_max", "alpha_power", "alpha_one_frac",
+                                               "tau_warmup_steps", "tau_warmup_scale"};
   // Checked first: gen_per_class starts with gen_ but sizes the step, not the model.
   if (objective.count(k)) return RecordKey::kObjective;
   if (k.rfind("gen_", 0) == 0 || k == "encoder" || k.rfind("enc_", 0) == 0) return RecordKey::kModel;
@@ -74,6 +86,8 @@ proto::RunConfig make_run_record(const TrainConfig& c, const models::GeneratorCo
   o->set_alpha_max(c.batch.guidance.alpha_max);
   o->set_alpha_power(c.batch.guidance.alpha_power);
   o->set_alpha_one_frac(c.batch.guidance.alpha_one_frac);
+  o->set_tau_warmup_steps(c.objective.tau_warmup_steps);
+  o->set_tau_warmup_scale(c.objective.tau_warmup_scale);
   return r;
 }
 

@@ -34,7 +34,14 @@ struct ObjectiveConfig {
   drift::Path path = drift::Path::kAuto;
   bool keys_per_location = true;
   bool keys_patch = true;
+  // Temperature warm-up: steps t < tau_warmup_steps use taus * tau_warmup_scale, broad kernels
+  // first (every mode reaches the generated samples), then the taus. 0: off.
+  int64_t tau_warmup_steps = 0;
+  double tau_warmup_scale = 10.0;
 };
+
+// The temperatures of step t (0-based) under the warm-up of `o`.
+std::vector<double> step_taus(const ObjectiveConfig& o, int64_t t);
 
 struct OptimConfig {
   LrSchedule schedule;  // schedule.total is the run's step count

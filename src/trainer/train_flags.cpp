@@ -28,6 +28,10 @@ DEFINE_double(alpha_max, 4.0, "guidance: alpha is drawn in [1, alpha_max] per cl
 DEFINE_double(alpha_power, 3.0, "guidance: alpha density proportional to alpha^-alpha_power");
 DEFINE_double(alpha_one_frac, 0.0, "guidance: share of classes trained with alpha = 1");
 DEFINE_string(taus, "0.02,0.05,0.2", "drift kernel temperatures, comma separated");
+DEFINE_int64(tau_warmup_steps, 0, "temperature warm-up: the first this many steps use the taus times --tau_warmup_scale "
+             "(broad kernels first, so far-apart modes of unlabelled data reach the generated samples before the paper's "
+             "temperatures take over); 0: off");
+DEFINE_double(tau_warmup_scale, 10.0, "temperature warm-up: the factor on the taus during the warm-up (>= 1)");
 DEFINE_bool(drift_floor, true, "affinity floor A = sqrt(max(a_row a_col, 1e-6)) as in the reference code");
 DEFINE_string(drift_path, "auto", "drift kernel: auto (by memory), dense or tiled");
 DEFINE_bool(keys_per_location, true, "image encoders: per-location drift keys");
@@ -150,6 +154,8 @@ TrainConfig train_config_from_flags() {
   c.objective.path = drift::parse_path(FLAGS_drift_path);
   c.objective.keys_per_location = FLAGS_keys_per_location;
   c.objective.keys_patch = FLAGS_keys_patch;
+  c.objective.tau_warmup_steps = FLAGS_tau_warmup_steps;
+  c.objective.tau_warmup_scale = FLAGS_tau_warmup_scale;
 
   c.optim.schedule = LrSchedule{FLAGS_lr, FLAGS_warmup_steps, FLAGS_lr_decay, FLAGS_steps, FLAGS_lr_min_frac};
   c.optim.adam.beta1 = FLAGS_beta1;

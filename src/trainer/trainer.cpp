@@ -360,6 +360,7 @@ void Trainer::step(int64_t t) {
                        : data::load_step(*data_, cfg_.seed, step_request(step_ctx_, t, plan), rank_, world_);
   DL_CHECK(batch.step == static_cast<uint64_t>(t), "loader delivered step " << batch.step << " for step " << t);
   phases_.add("data", sw.seconds());
+  step_ctx_.field.taus = step_taus(cfg_.objective, t);
   const StepStats stats = run_step(step_ctx_, t, plan, batch, &phases_);
   const drift::TotalLoss& total = stats.total;
 
@@ -495,6 +496,7 @@ int Trainer::run() {
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
       metrics_->log(done, row);
       LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(cfg_.objective.taus, 6, ",") << ") "
+                << (done <= cfg_.objective.tau_warmup_steps ? "[warm-up: taus x " + format_number(step_ctx_.field.taus[0] / cfg_.objective.taus[0], 3) + "] " : "")
                 << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
                 << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
                 << ProgressBar::format_duration(eta);
