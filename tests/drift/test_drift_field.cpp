@@ -250,6 +250,28 @@ TEST(DriftField, FusedCpuLoopsEqualTheTensorOperationPath) {
   }
 }
 
+// Many small whole problems per tile (the keys' shape): the threads take whole tiles and the
+// per-tile sums are added in tile order, so V and the statistics are bitwise the same for any
+// thread count (and equal to the tensor-operation path to rounding).
+TEST(DriftField, ManySmallProblemsGiveTheSameBitsOnOneAndTwoThreads) {
+  const int saved = at::get_num_threads();
+  Case c = random_case(300, 8, 6, 2, 16, true, torch::kFloat, 77);
+  FieldOptions o = with_path(Path::kDense, 12 << 20, 2000);  // several tiles of whole problems
+  o.compute_entropy = true;
+  at::set_num_threads(1);
+  const FieldResult one = drift_field(problem_of(c), o);
+  at::set_num_threads(2);
+  const FieldResult two = drift_field(problem_of(c), o);
+  at::set_num_threads(saved);
+  EXPECT_TRUE(torch::equal(one.V, two.V));
+  EXPECT_EQ(one.scale, two.scale);
+  EXPECT_EQ(one.lambda, two.lambda);
+  EXPECT_EQ(one.entropy, two.entropy);
+  o.fused_cpu_loops = false;
+  const FieldResult ref = drift_field(problem_of(c), o);
+  EXPECT_LE((two.V - ref.V).abs().max().item<double>(), 2e-5 * std::max(1.0, ref.V.abs().max().item<double>()));
+}
+
 TEST(DriftField, FusedExpMatchesStdExp) {
   double worst = 0;
   for (int i = 0; i <= 200000; ++i) {
