@@ -35,6 +35,16 @@ nodes=(node1 node2)
 work=$(mktemp -d "${DRIFTLAB_TWO_NODE_TMP:-/var/tmp}/driftlab_two_node.XXXXXX")
 chmod 755 "$work"
 mkdir -p "$work"/{state,spool/node1,spool/node2,run,log,ssh,munge}
+# Each host has a private /tmp: binaries and templates under /tmp (a clone there, as CI makes)
+# are copied into the shared work folder first.
+case "$bin/" in /tmp/*)
+  mkdir -p "$work/stage/bin" && cp "$bin"/drift_train "$bin"/drift_ckpt "$bin"/drift_data "$work/stage/bin/"
+  bin="$work/stage/bin" ;;
+esac
+case "$src/" in /tmp/*)
+  mkdir -p "$work/stage/src" && cp -r "$src/slurm" "$src/launch" "$work/stage/src/"
+  src="$work/stage/src" ;;
+esac
 declare -A holder=()
 
 now_ms() { date +%s%3N; }
