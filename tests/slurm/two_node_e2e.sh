@@ -228,6 +228,14 @@ check_topology() { # check_topology LAUNCHER LOG... : the trainer's topology lin
 }
 # bytes node2 received on its end of the link (/proc/net/dev shows the reader's network namespace)
 veth_bytes() { on node2 awk -v i="$ifname:" '$1 == i {print $2}' /proc/net/dev; }
+# same_as_one_rank RUN WHAT: RUN (4 ranks on 2 nodes) committed step $steps and its parameters
+# equal those of the 1-rank run w1; prints the comparison's last line.
+same_as_one_rank() {
+  [ -f "$(ck "$1" $steps)/manifest.pb" ] || fail "$2 committed no checkpoint at step $steps"
+  "$bin/drift_ckpt" compare "$(ck w1 $steps)" "$(ck "$1" $steps)" --tol=$tol --prefix=model/ >"$work/cmp-$1.txt" 2>&1 ||
+    { cat "$work/cmp-$1.txt" >&2; fail "4 ranks on 2 nodes ($2) differ from 1 rank"; }
+  tail -1 "$work/cmp-$1.txt"
+}
 
 # sbatch on node1 (the cluster's only way in), 2 nodes x 2 tasks; prints the job id.
 submit() { on node1 sbatch --parsable -N 2 --ntasks-per-node=2 --time=00:10:00 "$@"; }
@@ -258,11 +266,9 @@ out="driftlab-$job.out"
 grep -q "world: 4 rank(s)" "$out" || fail "job $job did not run 4 ranks"
 grep -Eq "on node\[1-2\], 4 tasks" "$out" || fail "job $job did not run on node[1-2]"
 check_topology "srun (pmix)" "$out"
-[ -f "$(ck s4 $steps)/manifest.pb" ] || fail "job $job committed no checkpoint at step $steps"
-"$bin/drift_ckpt" compare "$(ck w1 $steps)" "$(ck s4 $steps)" --tol=$tol --prefix=model/ >"$work/cmp-s4.txt" 2>&1 ||
-  { cat "$work/cmp-s4.txt"; fail "4 ranks on 2 nodes (sbatch) differ from 1 rank"; }
+cmp_line=$(same_as_one_rank s4 "sbatch job $job")
 echo "job $job: 4 ranks on node[1-2], local ranks 0,1 per node, $(( $(veth_bytes) - b0 )) bytes over the veth;" \
-  "parameters vs 1 rank: $(tail -1 "$work/cmp-s4.txt")"
+  "parameters vs 1 rank: $cmp_line"
 
 echo "== launch/hostfile.sh -f hostfile (node1, node2; mpirun over ssh) -n 4"
 printf 'node1 slots=2\nnode2 slots=2\n' > "$work/hostfile"
@@ -271,11 +277,9 @@ on node1 env OMPI_MCA_plm_rsh_agent="$work/ssh/ssh" bash "$src/launch/hostfile.s
   --logs "$work/hf-logs" -- "$bin/drift_train" "${flags[@]}" --run_dir="$work/h4" --steps=$steps --log_all_ranks --v=1 \
   >"$work/hostfile.log" 2>&1 || fail "launch/hostfile.sh -n 4"
 check_topology mpirun "$work"/hf-logs/1/rank.*/stderr
-[ -f "$(ck h4 $steps)/manifest.pb" ] || fail "hostfile run committed no checkpoint at step $steps"
-"$bin/drift_ckpt" compare "$(ck w1 $steps)" "$(ck h4 $steps)" --tol=$tol --prefix=model/ >"$work/cmp-h4.txt" 2>&1 ||
-  { cat "$work/cmp-h4.txt"; fail "4 ranks on 2 nodes (hostfile) differ from 1 rank"; }
+cmp_line=$(same_as_one_rank h4 "hostfile run")
 echo "hostfile: 4 ranks on node1,node2, local ranks 0,1 per node, $(( $(veth_bytes) - b0 )) bytes over the veth;" \
-  "parameters vs 1 rank: $(tail -1 "$work/cmp-h4.txt")"
+  "parameters vs 1 rank: $cmp_line"
 
 echo "== partition: node2's link goes down in the middle of a job (--collective_timeout=$timeout_s)"
 # The newest complete checkpoint, as the trainer's resume sees it.

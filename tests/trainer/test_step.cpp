@@ -35,19 +35,26 @@ models::GeneratorPtr tiny_generator() {
   return models::make_generator(g);
 }
 
+// A one-process step context over `gen` with N generated and P positives per class, 4 classes.
+StepContext tiny_context(models::GeneratorImpl* gen, comm::Communicator& comm, comm::CommunicatorReducer& reducer,
+                         int64_t N, int64_t P) {
+  StepContext ctx;
+  ctx.batch.gen_per_class = N;
+  ctx.batch.pos_per_class = P;
+  ctx.num_classes = 4;
+  ctx.gen = gen;
+  ctx.comm = &comm;
+  ctx.reducer = &reducer;
+  return ctx;
+}
+
 TEST(Step, EqualsAnIndependentComputationOfTheLoss) {
   comm::Communicator& comm = world_of_one();
   ASSERT_EQ(comm.world_size(), 1);
   auto gen = tiny_generator();
   comm::CommunicatorReducer reducer(comm);
-  StepContext ctx;
-  ctx.batch.gen_per_class = 12;
-  ctx.batch.pos_per_class = 10;
+  StepContext ctx = tiny_context(gen.get(), comm, reducer, 12, 10);
   ctx.seed = 7;
-  ctx.num_classes = 4;
-  ctx.gen = gen.get();
-  ctx.comm = &comm;
-  ctx.reducer = &reducer;
   ctx.field.taus = {0.05, 0.2};
   const int64_t t = 3, K = 2, N = 12, P = 10;
   StepPlan plan;
@@ -101,13 +108,7 @@ TEST(Step, NonFiniteInputsNameTheStepAndTheSet) {
   comm::Communicator& comm = world_of_one();
   auto gen = tiny_generator();
   comm::CommunicatorReducer reducer(comm);
-  StepContext ctx;
-  ctx.batch.gen_per_class = 6;
-  ctx.batch.pos_per_class = 5;
-  ctx.num_classes = 4;
-  ctx.gen = gen.get();
-  ctx.comm = &comm;
-  ctx.reducer = &reducer;
+  StepContext ctx = tiny_context(gen.get(), comm, reducer, 6, 5);
   StepPlan plan;
   plan.classes = {2};
   plan.alphas = {1.0};
