@@ -125,14 +125,19 @@ scancel "$job"
 echo "job $job: $(grep -o 'stopped by signal 10 after step [0-9]*' "$out" | head -1), requeued, $(grep -o 'resumed from [^ ]*' "$out" | head -1)"
 
 echo "== sampling job (slurm/sample_srun.sbatch, 2 tasks): SIGUSR1 mid-job, requeue, resume; equals an uninterrupted run"
-sflags=(--checkpoint="$work/run1" --num_samples=60000 --shard_size=300 --batch_size=16)
+# Long enough (2000 units of 100 samples, a few seconds per rank) that the signal, sent as soon as
+# the first units are committed (polled every 50 ms), lands mid-job: 200 units of 300 samples
+# took 0.24 s here, shorter than one poll of the old 0.5 s loop.
+sflags=(--checkpoint="$work/run1" --num_samples=200000 --shard_size=100 --batch_size=4)
 job=$(sbatch --parsable --ntasks=2 --time=00:10:00 "$src/slurm/sample_srun.sbatch" "${sflags[@]}" --out="$work/samp")
 out="driftlab-sample-$job.out"
-wait_for "[ \$(ls '$work/samp' 2>/dev/null | grep -c '\\.h5\$') -ge 4 ]" 120 || { cat "$out"; fail "sampling job $job committed no units"; }
+units() { ls "$work/samp" 2>/dev/null | grep -c '\.h5$' || true; }
+for _ in $(seq 2400); do [ "$(units)" -ge 4 ] && break; sleep 0.05; done
+[ "$(units)" -ge 4 ] || { cat "$out"; fail "sampling job $job committed no units"; }
 scancel --signal=USR1 "$job"
 wait_for "grep -q 'requeueing job $job' '$out'" 60 || { cat "$out"; fail "sampling job $job was not requeued after SIGUSR1"; }
 grep -q "stopped by signal 10 after committing" "$out" || fail "sampling job $job: no stop message"
-wait_for "grep -q 'wrote 60000 samples' '$out'" 240 || { cat "$out"; fail "requeued sampling job $job did not finish"; }
+wait_for "grep -q 'wrote 200000 samples' '$out'" 240 || { cat "$out"; fail "requeued sampling job $job did not finish"; }
 grep -q "resuming: [0-9]* unit(s) committed" "$out" || fail "requeued sampling job $job did not resume"
 mpirun --allow-run-as-root -np 1 "$bin/drift_sample" "${sflags[@]}" --out="$work/samp-ref" --sample_threads=1 >/dev/null 2>&1 \
   || fail "uninterrupted sampling run"
