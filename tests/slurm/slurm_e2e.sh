@@ -115,7 +115,8 @@ echo "job $job: resumed from step 40, checkpoint step 50"
 echo "== SIGUSR1 (what --signal=USR1@120 sends before the time limit): checkpoint, exit 0, requeue, resume"
 job=$(sbatch --parsable --ntasks=2 --time=00:10:00 "$src/slurm/train_srun.sbatch" "${flags[@]}" --run_dir="$work/run2" --steps=1000000)
 out="driftlab-$job.out"
-wait_for() { local t=0; until eval "$1"; do sleep 0.5; t=$((t + 1)); [ $t -lt $(($2 * 2)) ] || return 1; done; }
+# wait_for CONDITION SECONDS: polls every 50 ms (a short job can end between coarser polls).
+wait_for() { local t=0; until eval "$1"; do sleep 0.05; t=$((t + 1)); [ $t -lt $(($2 * 20)) ] || return 1; done; }
 wait_for "grep -q 'step 100/' '$out' 2>/dev/null" 120 || fail "job $job did not reach step 100"
 scancel --signal=USR1 "$job"
 wait_for "grep -q 'requeueing job $job' '$out'" 60 || fail "job $job was not requeued after SIGUSR1"
@@ -126,14 +127,12 @@ echo "job $job: $(grep -o 'stopped by signal 10 after step [0-9]*' "$out" | head
 
 echo "== sampling job (slurm/sample_srun.sbatch, 2 tasks): SIGUSR1 mid-job, requeue, resume; equals an uninterrupted run"
 # Long enough (2000 units of 100 samples, a few seconds per rank) that the signal, sent as soon as
-# the first units are committed (polled every 50 ms), lands mid-job: 200 units of 300 samples
+# the first units are committed, lands mid-job: 200 units of 300 samples
 # took 0.24 s here, shorter than one poll of the old 0.5 s loop.
 sflags=(--checkpoint="$work/run1" --num_samples=200000 --shard_size=100 --batch_size=4)
 job=$(sbatch --parsable --ntasks=2 --time=00:10:00 "$src/slurm/sample_srun.sbatch" "${sflags[@]}" --out="$work/samp")
 out="driftlab-sample-$job.out"
-units() { ls "$work/samp" 2>/dev/null | grep -c '\.h5$' || true; }
-for _ in $(seq 2400); do [ "$(units)" -ge 4 ] && break; sleep 0.05; done
-[ "$(units)" -ge 4 ] || { cat "$out"; fail "sampling job $job committed no units"; }
+wait_for "[ \$(ls '$work/samp' 2>/dev/null | grep -c '\\.h5\$') -ge 4 ]" 120 || { cat "$out"; fail "sampling job $job committed no units"; }
 scancel --signal=USR1 "$job"
 wait_for "grep -q 'requeueing job $job' '$out'" 60 || { cat "$out"; fail "sampling job $job was not requeued after SIGUSR1"; }
 grep -q "stopped by signal 10 after committing" "$out" || fail "sampling job $job: no stop message"
