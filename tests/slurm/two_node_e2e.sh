@@ -222,8 +222,10 @@ check_topology() { # check_topology LAUNCHER LOG... : the trainer's topology lin
   local r launcher=$1
   shift
   for r in 0 1 2 3; do
-    cat "$@" | grep -q "topology: rank $r/4, local $((r % 2))/2, nodes 2, launcher $launcher" ||
-      fail "rank $r: no 'topology: rank $r/4, local $((r % 2))/2, nodes 2, launcher $launcher' line"
+    # grep reads the files itself: `cat | grep -q` fails under pipefail when grep exits at the
+    # first match while cat still writes (SIGPIPE), which made this check flaky.
+    grep -q "topology: rank $r/4, local $((r % 2))/2, nodes 2, launcher $launcher" "$@" ||
+      { grep -H "topology:" "$@" >&2; fail "rank $r: no 'topology: rank $r/4, local $((r % 2))/2, nodes 2, launcher $launcher' line"; }
   done
 }
 # bytes node2 received on its end of the link (/proc/net/dev shows the reader's network namespace)
