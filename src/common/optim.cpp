@@ -37,6 +37,13 @@ void AdamW::step(double lr) {
   }
 }
 
+void AdamW::reset_moments() {
+  torch::NoGradGuard no_grad;
+  for (auto& m : m_) m.zero_();
+  for (auto& v : v_) v.zero_();
+  steps_ = 0;
+}
+
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
   torch::NoGradGuard no_grad;
   double sq = 0;
@@ -82,6 +89,8 @@ void validate(const LrSchedule& s) {
   DL_REQUIRE(s.decay == "none" || s.decay == "cosine" || s.decay == "linear",
              "--lr_decay must be none, cosine or linear, got '" << s.decay << "'");
   DL_REQUIRE(s.min_frac >= 0 && s.min_frac <= 1, "--lr_min_frac must be in [0, 1], got " << s.min_frac);
+  DL_REQUIRE(s.decay_steps >= 0, "--lr_decay_steps must be >= 0 (0: the decay spans the whole run after the warmup), got "
+                                     << s.decay_steps);
   DL_REQUIRE(s.decay == "none" || s.total > s.warmup,
              "--lr_decay=" << s.decay << " needs --steps (" << s.total << ") greater than --warmup_steps (" << s.warmup << ")");
 }
@@ -89,8 +98,9 @@ void validate(const LrSchedule& s) {
 double learning_rate(int64_t step, const LrSchedule& s) {
   if (s.warmup > 0 && step < s.warmup) return s.lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup);
   if (s.decay == "none") return s.lr;
-  const double span = static_cast<double>(s.total - s.warmup);
-  const double t = std::min(1.0, std::max(0.0, static_cast<double>(step - s.warmup) / span));
+  const int64_t start = s.decay_steps > 0 ? std::max(s.warmup, s.total - s.decay_steps) : s.warmup;
+  const double span = static_cast<double>(s.total - start);
+  const double t = std::min(1.0, std::max(0.0, static_cast<double>(step - start) / span));
   const double shape = s.decay == "cosine" ? 0.5 * (1.0 + std::cos(std::acos(-1.0) * t)) : 1.0 - t;
   return s.lr * (s.min_frac + (1.0 - s.min_frac) * shape);
 }

@@ -29,6 +29,9 @@ class AdamW {
   void step(double lr);
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
+  // Forgets the moment estimates: m = v = 0 and the bias correction restarts (the next step is
+  // sized like a first step).
+  void reset_moments();
   std::vector<torch::Tensor>& exp_avg() { return m_; }
   std::vector<torch::Tensor>& exp_avg_sq() { return v_; }
 
@@ -65,9 +68,10 @@ class Ema {
 };
 
 // Learning-rate schedule: linear warmup from lr/warmup to lr over `warmup` steps, then
-// constant (decay "none"), or a decay from lr at the end of warmup to lr * min_frac at step
-// `total` ("cosine": half a cosine period; "linear"). Steps count from 0; steps at or past
-// `total` keep lr * min_frac. A pure function of the step, so resumed and re-sharded runs
+// constant (decay "none"), or a decay from lr to lr * min_frac at step `total` ("cosine": half a
+// cosine period; "linear") that starts at the end of warmup, or with `decay_steps` > 0 only that
+// many steps before `total` (constant until then). Steps count from 0; steps at or past `total`
+// keep lr * min_frac. A pure function of the step, so resumed and re-sharded runs
 // follow the same schedule.
 struct LrSchedule {
   double lr = 1e-3;
@@ -75,6 +79,7 @@ struct LrSchedule {
   std::string decay = "none";  // none | cosine | linear
   int64_t total = 0;           // the step the decay ends at (the run's --steps)
   double min_frac = 0.0;       // final lr as a fraction of lr
+  int64_t decay_steps = 0;     // > 0: the decay spans only the last this many steps
 };
 // Throws (naming the flag) when the schedule is malformed.
 void validate(const LrSchedule& s);

@@ -38,6 +38,9 @@ struct ObjectiveConfig {
   // first (every mode reaches the generated samples), then the taus. 0: off.
   int64_t tau_warmup_steps = 0;
   double tau_warmup_scale = 10.0;
+  // At the end of the warm-up, AdamW's moments restart from zero: the broad kernels' gradients
+  // are several times larger, and their second moments would shrink the steps long after.
+  bool tau_warmup_reset = true;
 };
 
 // The temperatures of step t (0-based) under the warm-up of `o`.

@@ -19,6 +19,8 @@ DEFINE_int64(warmup_steps, 0, "linear learning-rate warmup steps");
 DEFINE_string(lr_decay, "none", "learning-rate decay after warmup: none (constant, the paper's recipe), cosine or linear, "
               "reaching --lr x --lr_min_frac at --steps");
 DEFINE_double(lr_min_frac, 0.0, "final learning rate of --lr_decay as a fraction of --lr");
+DEFINE_int64(lr_decay_steps, 0, "--lr_decay spans only the last this many steps before --steps (constant --lr until "
+             "then); 0: the decay starts at the end of --warmup_steps");
 DEFINE_double(beta1, 0.9, "AdamW beta1");
 DEFINE_double(beta2, 0.95, "AdamW beta2");
 DEFINE_double(weight_decay, 0.0, "AdamW decoupled weight decay");
@@ -32,6 +34,9 @@ DEFINE_int64(tau_warmup_steps, 0, "temperature warm-up: the first this many step
              "(broad kernels first, so far-apart modes of unlabelled data reach the generated samples before the paper's "
              "temperatures take over); 0: off");
 DEFINE_double(tau_warmup_scale, 10.0, "temperature warm-up: the factor on the taus during the warm-up (>= 1)");
+DEFINE_bool(tau_warmup_reset, true, "temperature warm-up: AdamW's moment estimates restart from zero when the warm-up "
+            "ends (the broad kernels' gradients are several times larger; with beta2 0.999 their second moments would "
+            "shrink the steps for thousands of steps after it)");
 DEFINE_bool(drift_floor, true, "affinity floor A = sqrt(max(a_row a_col, 1e-6)) as in the reference code");
 DEFINE_string(drift_path, "auto", "drift kernel: auto (by memory), dense or tiled");
 DEFINE_bool(keys_per_location, true, "image encoders: per-location drift keys");
@@ -156,8 +161,10 @@ TrainConfig train_config_from_flags() {
   c.objective.keys_patch = FLAGS_keys_patch;
   c.objective.tau_warmup_steps = FLAGS_tau_warmup_steps;
   c.objective.tau_warmup_scale = FLAGS_tau_warmup_scale;
+  c.objective.tau_warmup_reset = FLAGS_tau_warmup_reset;
 
-  c.optim.schedule = LrSchedule{FLAGS_lr, FLAGS_warmup_steps, FLAGS_lr_decay, FLAGS_steps, FLAGS_lr_min_frac};
+  c.optim.schedule = LrSchedule{FLAGS_lr, FLAGS_warmup_steps, FLAGS_lr_decay, FLAGS_steps, FLAGS_lr_min_frac,
+                                FLAGS_lr_decay_steps};
   c.optim.adam.beta1 = FLAGS_beta1;
   c.optim.adam.beta2 = FLAGS_beta2;
   c.optim.adam.weight_decay = FLAGS_weight_decay;

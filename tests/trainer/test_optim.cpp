@@ -33,6 +33,29 @@ TEST(AdamW, MatchesScalarReference) {
   EXPECT_EQ(opt.steps(), 5);
 }
 
+// After reset_moments the next update is the one a fresh optimizer makes from the same point.
+TEST(AdamW, ResetMomentsRestartsLikeAFreshOptimizer) {
+  auto p = torch::tensor({0.5, -1.5, 2.0}, torch::kFloat64).requires_grad_(true);
+  AdamW opt({p}, AdamWOptions{});
+  for (int t = 1; t <= 4; ++t) {
+    p.mutable_grad() = torch::tensor({3.0 * t, -2.0, 0.5 * t}, torch::kFloat64);
+    opt.step(0.01);
+  }
+  opt.reset_moments();
+  EXPECT_EQ(opt.steps(), 0);
+  auto q = p.detach().clone().requires_grad_(true);
+  AdamW fresh({q}, AdamWOptions{});
+  for (int t = 1; t <= 3; ++t) {
+    const auto g = torch::tensor({0.1 * t, 0.2, -0.3 * t}, torch::kFloat64);
+    p.mutable_grad() = g.clone();
+    q.mutable_grad() = g.clone();
+    opt.step(0.02);
+    fresh.step(0.02);
+    EXPECT_TRUE(torch::equal(p.detach(), q.detach())) << "update " << t;
+  }
+  EXPECT_TRUE(torch::equal(opt.exp_avg_sq()[0], fresh.exp_avg_sq()[0]));
+}
+
 TEST(Clip, GlobalNorm) {
   auto a = torch::zeros({2}).requires_grad_(true), b = torch::zeros({1}).requires_grad_(true);
   a.mutable_grad() = torch::tensor({3.f, 0.f});
@@ -95,6 +118,16 @@ TEST(Schedule, CosineAndLinearDecay) {
   EXPECT_DOUBLE_EQ(learning_rate(0, l), 1.0);
   EXPECT_DOUBLE_EQ(learning_rate(2, l), 0.75);
   EXPECT_DOUBLE_EQ(learning_rate(8, l), 0.0);
+
+  // Only the last 4 of 12 steps decay (constant at the peak until step 8).
+  const LrSchedule late{1.0, 2, "linear", 12, 0.0, 4};
+  EXPECT_DOUBLE_EQ(learning_rate(0, late), 0.5);
+  EXPECT_DOUBLE_EQ(learning_rate(7, late), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(8, late), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(10, late), 0.5);
+  EXPECT_DOUBLE_EQ(learning_rate(12, late), 0.0);
+  // A decay longer than the run after the warmup starts at the warmup's end.
+  EXPECT_DOUBLE_EQ(learning_rate(4, LrSchedule{1.0, 2, "linear", 12, 0.0, 100}), 0.8);
 }
 
 TEST(Schedule, MalformedIsNamed) {
@@ -110,6 +143,7 @@ TEST(Schedule, MalformedIsNamed) {
   EXPECT_NE(message(LrSchedule{1.0, 0, "cosine", 10, 1.5}).find("--lr_min_frac"), std::string::npos);
   EXPECT_NE(message(LrSchedule{1.0, 10, "linear", 10, 0.0}).find("--warmup_steps"), std::string::npos);
   EXPECT_NE(message(LrSchedule{-1.0, 0, "none", 10, 0.0}).find("--lr"), std::string::npos);
+  EXPECT_NE(message(LrSchedule{1.0, 0, "linear", 10, 0.0, -1}).find("--lr_decay_steps"), std::string::npos);
   EXPECT_EQ(message(LrSchedule{1.0, 10, "none", 10, 0.0}), "no error");
 }
 

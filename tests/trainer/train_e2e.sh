@@ -3,7 +3,8 @@
 #  1. world-size invariance: the same flags on 1, 2 and 3 ranks give the same parameters
 #     (unconditional toy, and class-conditional with guidance negatives);
 #  2. resume on the same world size is bit-for-bit: 6 steps straight == 3 + resume + 3
-#     (weights, EMA and optimizer state compared exactly);
+#     (weights, EMA and optimizer state compared exactly), also across the end of the temperature
+#     warm-up, where AdamW's moments restart (and only with --tau_warmup_reset);
 #  3. resume on another world size (2 -> 3, 3 -> 1) continues the same run;
 #  4. a step directory without manifest is ignored on resume; resume refuses changed model and
 #     objective settings, listing each (--allow_objective_change admits the objective ones); --resume=none refuses to
@@ -50,6 +51,15 @@ cmp_ck "$(ck w1 6)" "$(ck r1 6)" 0
 train 2 r2 --steps=3
 train 2 r2 --steps=6 --resume=auto
 cmp_ck "$(ck w2 6)" "$(ck r2 6)" 0
+
+echo "== the temperature warm-up's end restarts AdamW's moments; a resume at the boundary is bit-for-bit"
+train 1 wu --steps=6 --tau_warmup_steps=3
+cmp_ck "$(ck r1 3)" "$(ck wu 6)" 0 optim/steps  # 3 updates since the restart, as r1 after 3 steps
+train 1 wun --steps=6 --tau_warmup_steps=3 --tau_warmup_reset=false
+cmp_ck "$(ck w1 6)" "$(ck wun 6)" 0 optim/steps  # no restart: 6 updates
+train 1 wur --steps=3 --tau_warmup_steps=3
+train 1 wur --steps=6 --tau_warmup_steps=3 --resume=auto
+cmp_ck "$(ck wu 6)" "$(ck wur 6)" 0
 
 echo "== resume on another world size (2 -> 3, 3 -> 1)"
 train 2 x23 --steps=3
