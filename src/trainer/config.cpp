@@ -38,6 +38,10 @@ std::vector<double> step_taus(const ObjectiveConfig& o, int64_t t) {
   return taus;
 }
 
+bool restarts_moments(const ObjectiveConfig& o, int64_t t) {
+  return o.tau_warmup_reset && o.tau_warmup_steps > 0 && t == o.tau_warmup_steps;
+}
+
 RecordKey classify_record_key(const std::string& k) {
   static const std::set<std::string> objective{"taus", "drift_floor", "keys_per_location", "keys_patch",
                                                "num_classes_per_step", "gen_per_class", "pos_per_class",

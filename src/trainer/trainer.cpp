@@ -376,9 +376,7 @@ void Trainer::step(int64_t t) {
                              std::to_string(gnorm) + "); no update was applied. The last good checkpoint is " +
                              last_checkpoint_ + ". Try a lower --lr or a larger --grad_clip.");
   }
-  // The first step after the warm-up starts from fresh moments (see ObjectiveConfig).
-  if (cfg_.objective.tau_warmup_reset && cfg_.objective.tau_warmup_steps > 0 && t == cfg_.objective.tau_warmup_steps)
-    opt_->reset_moments();
+  if (restarts_moments(cfg_.objective, t)) opt_->reset_moments();
   opt_->step(learning_rate(t, lr_schedule_));
   ema_->update(params_);
   phases_.add("optimizer", sw.seconds());

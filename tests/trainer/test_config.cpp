@@ -117,5 +117,15 @@ TEST(TrainConfig, TemperatureWarmupScalesTheTausForItsSteps) {
   EXPECT_EQ(step_taus(o, 0), o.taus);
 }
 
+// AdamW's moments restart exactly once: at the first step with the plain taus.
+TEST(TrainConfig, MomentsRestartAtTheFirstStepAfterTheWarmup) {
+  ObjectiveConfig o;
+  for (int64_t t = 0; t < 6; ++t) EXPECT_FALSE(restarts_moments(o, t)) << "no warm-up, step " << t;
+  o.tau_warmup_steps = 4;
+  for (int64_t t = 0; t < 8; ++t) EXPECT_EQ(restarts_moments(o, t), t == 4) << "step " << t;
+  o.tau_warmup_reset = false;
+  for (int64_t t = 0; t < 8; ++t) EXPECT_FALSE(restarts_moments(o, t)) << "reset off, step " << t;
+}
+
 }  // namespace
 }  // namespace driftlab
