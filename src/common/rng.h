@@ -24,6 +24,7 @@ enum class Stream : uint32_t {
   kSample = 7,      // offline sampling noise
   kMask = 8,        // MAE masks
   kToyData = 9,     // synthetic data sets
+  kEval = 10,       // evaluation: permutation tests, real-data resamples, KID subsets
   kTest = 1000,     // tests and benchmarks
 };
 

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "common/check.h"
+#include "common/rng.h"
 
 namespace driftlab::eval {
 namespace {
@@ -93,6 +95,129 @@ double mmd2(const torch::Tensor& x_in, const torch::Tensor& y_in, double h, Esti
   auto k = [h](const torch::Tensor& d) { return torch::exp(-d.square() / (2 * h * h)); };
   const double xy = pair_sum(x, y, false, k) / (static_cast<double>(x.size(0)) * y.size(0));
   return within_mean(x, k, 1.0, e) + within_mean(y, k, 1.0, e) - 2 * xy;
+}
+
+std::vector<int64_t> random_subset(int64_t total, int64_t count, uint64_t seed, uint64_t r) {
+  DL_REQUIRE(count >= 0 && count <= total, "random subset: cannot draw " << count << " of " << total << " rows");
+  std::vector<int64_t> order(total);
+  for (int64_t i = 0; i < total; ++i) order[i] = i;
+  rng::Draw d(rng::Key{seed, rng::Stream::kEval, r, 0});
+  for (int64_t i = 0; i < count; ++i) std::swap(order[i], order[i + d.below(total - i)]);
+  order.resize(count);
+  return order;
+}
+
+TwoSampleTests permutation_tests(const torch::Tensor& x_in, const torch::Tensor& y_in, const std::vector<double>& bandwidths,
+                                 int permutations, uint64_t seed) {
+  auto x = as_rows(x_in, "two-sample test (generated)"), y = as_rows(y_in, "two-sample test (reference)");
+  same_dim(x, y);
+  DL_REQUIRE(x.size(0) > 1 && y.size(0) > 1, "two-sample tests need at least 2 samples per set");
+  DL_REQUIRE(permutations >= 0, "two-sample tests: the number of permutations must be >= 0, got " << permutations);
+  for (double h : bandwidths) DL_REQUIRE(h > 0, "MMD bandwidth must be positive, got " << h);
+  const int64_t n = x.size(0), m = y.size(0), total = n + m, cols = permutations + 1;
+  auto pool = torch::cat({x, y});
+  // Column 0 marks the observed first set (x), column 1 + r the first set of re-split r.
+  auto member = torch::zeros({total, cols}, torch::kFloat64);
+  member.slice(0, 0, n).select(1, 0).fill_(1);
+  {
+    auto acc = member.accessor<double, 2>();
+    for (int r = 0; r < permutations; ++r)
+      for (int64_t i : random_subset(total, n, seed, r)) acc[i][1 + r] = 1;
+  }
+  // Per statistic f (0: distance; 1 + s: Gaussian kernel of bandwidth s), with self pairs left
+  // out: F S (every row's sum over each split's first set) and F 1 (every row's sum). From them,
+  // for a split with indicator s: sum over its first set's pairs s'F s, across s'F 1 - s'F s, and
+  // within the second set 1'F 1 - 2 s'F 1 + s'F s.
+  const size_t stats = 1 + bandwidths.size();
+  std::vector<torch::Tensor> fs, f1;
+  for (size_t k = 0; k < stats; ++k) {
+    fs.push_back(torch::zeros({total, cols}, torch::kFloat64));
+    f1.push_back(torch::zeros({total}, torch::kFloat64));
+  }
+  for (int64_t i = 0; i < total; i += kBlock) {
+    const int64_t ie = std::min(i + kBlock, total);
+    auto pi = pool.slice(0, i, ie);
+    for (int64_t j = i; j < total; j += kBlock) {  // F is symmetric: block (j, i) is block (i, j) transposed
+      const int64_t je = std::min(j + kBlock, total);
+      auto d = torch::cdist(pi, pool.slice(0, j, je));
+      auto d2 = d.square();
+      for (size_t k = 0; k < stats; ++k) {
+        torch::Tensor v = k == 0 ? d : torch::exp(d2 * (-1.0 / (2 * bandwidths[k - 1] * bandwidths[k - 1])));
+        if (i == j) v.fill_diagonal_(0);
+        fs[k].slice(0, i, ie).add_(v.matmul(member.slice(0, j, je)));
+        f1[k].slice(0, i, ie).add_(v.sum(1));
+        if (i != j) {
+          fs[k].slice(0, j, je).add_(v.transpose(0, 1).matmul(member.slice(0, i, ie)));
+          f1[k].slice(0, j, je).add_(v.sum(0));
+        }
+      }
+    }
+  }
+  const double nn = static_cast<double>(n), mm = static_cast<double>(m);
+  TwoSampleTests out;
+  for (size_t k = 0; k < stats; ++k) {
+    auto first = (member * fs[k]).sum(0);               // s'F s
+    auto row = member.transpose(0, 1).matmul(f1[k]);    // s'F 1
+    const double all = f1[k].sum().item<double>();      // 1'F 1
+    auto xx = first / (nn * (nn - 1)), xy = (row - first) / (nn * mm), yy = (all - 2 * row + first) / (mm * (mm - 1));
+    auto u = k == 0 ? 2 * xy - xx - yy : xx + yy - 2 * xy;
+    auto ua = u.accessor<double, 1>();
+    PermutationTest t;
+    t.value = ua[0];
+    for (int r = 0; r < permutations; ++r) t.null.push_back(ua[1 + r]);
+    const auto sp = spread_of(t.null);
+    t.null_mean = sp.mean;
+    t.null_sd = sp.sd;
+    t.z = t.null_sd > 0 ? (t.value - t.null_mean) / t.null_sd : 0;
+    int64_t at_least = 0;
+    for (double v : t.null) at_least += v >= t.value;
+    t.p_value = (1.0 + at_least) / (1.0 + permutations);
+    const double xx0 = xx[0].item<double>(), yy0 = yy[0].item<double>(), xy0 = xy[0].item<double>();
+    // V-statistics: the self pairs add f(0) (0 for the distance, 1 for a kernel) n and m times.
+    if (k == 0) {
+      t.v_value = 2 * xy0 - xx0 * (nn - 1) / nn - yy0 * (mm - 1) / mm;
+      t.v_expected = (1 / nn + 1 / mm) * yy0;
+      out.energy = t;
+    } else {
+      t.v_value = (xx0 * (nn - 1) + 1) / nn + (yy0 * (mm - 1) + 1) / mm - 2 * xy0;
+      t.v_expected = (1 / nn + 1 / mm) * (1 - yy0);
+      out.mmd.push_back(t);
+    }
+  }
+  return out;
+}
+
+Spread spread_of(std::vector<double> draws) {
+  Spread s;
+  s.draws = std::move(draws);
+  if (s.draws.empty()) return s;
+  for (double v : s.draws) s.mean += v / s.draws.size();
+  if (s.draws.size() > 1) {
+    double ss = 0;
+    for (double v : s.draws) ss += (v - s.mean) * (v - s.mean);
+    s.sd = std::sqrt(ss / (s.draws.size() - 1));
+  }
+  return s;
+}
+
+Spread kernel_distance(const torch::Tensor& x_in, const torch::Tensor& y_in, int subsets, int64_t subset_size, uint64_t seed) {
+  auto x = as_rows(x_in, "kernel distance (generated)"), y = as_rows(y_in, "kernel distance (reference)");
+  same_dim(x, y);
+  DL_REQUIRE(subsets >= 1, "kernel distance: need at least one subset, got " << subsets);
+  DL_REQUIRE(subset_size >= 2 && subset_size <= x.size(0) && subset_size <= y.size(0),
+             "kernel distance: subsets of " << subset_size << " rows need 2 to min(" << x.size(0) << ", " << y.size(0)
+                                            << ") rows");
+  const double dim = x.size(1), b = subset_size;
+  auto kernel = [dim](const torch::Tensor& a, const torch::Tensor& c) { return (a.matmul(c.transpose(0, 1)) / dim + 1).pow(3); };
+  std::vector<double> values;
+  for (int s = 0; s < subsets; ++s) {
+    auto xs = x.index_select(0, torch::tensor(random_subset(x.size(0), subset_size, seed, 2 * s), torch::kLong));
+    auto ys = y.index_select(0, torch::tensor(random_subset(y.size(0), subset_size, seed, 2 * s + 1), torch::kLong));
+    auto kxx = kernel(xs, xs), kyy = kernel(ys, ys);
+    const double within = (kxx.sum() - kxx.trace() + kyy.sum() - kyy.trace()).item<double>() / (b * (b - 1));
+    values.push_back(within - 2 * kernel(xs, ys).sum().item<double>() / (b * b));
+  }
+  return spread_of(values);
 }
 
 double median_pairwise_distance(const torch::Tensor& x_in, const torch::Tensor& y_in) {

@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
+#include <vector>
 
 #include "common/check.h"
 #include "eval/metrics.h"
@@ -164,6 +167,148 @@ TEST(PrecisionRecall, IdenticalAndDisjointSets) {
   auto collapsed = knn_precision_recall(half, r, 3);
   EXPECT_GT(collapsed.precision, 0.9);
   EXPECT_LT(collapsed.recall, 0.75);
+}
+
+// Gaussian-kernel MMD^2 U-statistic by plain double loops.
+double mmd_reference(const torch::Tensor& x, const torch::Tensor& y, double h) {
+  auto k = [&](const torch::Tensor& a, int64_t i, const torch::Tensor& b, int64_t j) {
+    const double d = dist(a, i, b, j);
+    return std::exp(-d * d / (2 * h * h));
+  };
+  const int64_t n = x.size(0), m = y.size(0);
+  double xx = 0, yy = 0, xy = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if (i != j) xx += k(x, i, x, j);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      if (i != j) yy += k(y, i, y, j);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j) xy += k(x, i, y, j);
+  return xx / (n * (n - 1.0)) + yy / (m * (m - 1.0)) - 2 * xy / (n * m);
+}
+
+// Rows of a mixture of 8 Gaussians (std 0.1) on a circle of radius 2 with the given weights.
+torch::Tensor mixture(int64_t n, const std::vector<double>& weights) {
+  auto w = torch::tensor(weights, torch::kFloat64);
+  auto mode = torch::multinomial(w, n, /*replacement=*/true).to(torch::kFloat64);
+  auto angle = mode * (2 * M_PI / 8);
+  return torch::stack({2 * angle.cos(), 2 * angle.sin()}, 1) + 0.1 * torch::randn({n, 2}, torch::kFloat64);
+}
+const std::vector<double> kEqual(8, 0.125);
+
+TEST(PermutationTest, UStatisticsMatchTheFloat64LoopReference) {
+  torch::manual_seed(7);
+  auto x = torch::randn({21, 3}, torch::kFloat64), y = torch::randn({15, 3}, torch::kFloat64) * 1.5 + 0.2;
+  const std::vector<double> h{0.6, 2.0};
+  const auto t = permutation_tests(x, y, h, 0, 1);
+  EXPECT_NEAR(t.energy.value, energy_reference(x, y), 1e-10);
+  EXPECT_NEAR(t.energy.v_value, energy_distance(x, y, Estimator::kV), 1e-10);
+  for (size_t i = 0; i < h.size(); ++i) {
+    EXPECT_NEAR(t.mmd[i].value, mmd_reference(x, y, h[i]), 1e-10);
+    EXPECT_NEAR(t.mmd[i].v_value, mmd2(x, y, h[i], Estimator::kV), 1e-10);
+  }
+  // The V-statistic's expectation for two real sets: (1/n + 1/m) E|Y - Y'| over y's pairs.
+  double yy = 0;
+  for (int64_t i = 0; i < 15; ++i)
+    for (int64_t j = 0; j < 15; ++j)
+      if (i != j) yy += dist(y, i, y, j);
+  EXPECT_NEAR(t.energy.v_expected, (1.0 / 21 + 1.0 / 15) * yy / (15 * 14), 1e-10);
+  // Blocks: more rows than one block of pairs (2048) give the same values as the plain estimators.
+  auto big_x = torch::randn({2100, 2}, torch::kFloat64), big_y = torch::randn({2200, 2}, torch::kFloat64) + 0.05;
+  const auto b = permutation_tests(big_x, big_y, {1.0}, 0, 1);
+  EXPECT_NEAR(b.energy.value, energy_distance(big_x, big_y), 1e-9);
+  EXPECT_NEAR(b.mmd[0].value, mmd2(big_x, big_y, 1.0), 1e-9);
+}
+
+TEST(PermutationTest, FastPathMatchesEveryReSplitComputedDirectly) {
+  torch::manual_seed(8);
+  // 2100 + 60 rows: more than one block, so the symmetric block pass is exercised.
+  auto x = torch::randn({2100, 2}, torch::kFloat64), y = torch::randn({60, 2}, torch::kFloat64) * 1.3;
+  const int permutations = 12;
+  const auto t = permutation_tests(x, y, {0.8}, permutations, 5);
+  ASSERT_EQ(t.energy.null.size(), static_cast<size_t>(permutations));
+  auto pool = torch::cat({x, y});
+  int at_least = 0;
+  for (int r = 0; r < permutations; ++r) {
+    const auto first = random_subset(pool.size(0), x.size(0), 5, r);
+    std::vector<bool> in(pool.size(0), false);
+    for (int64_t i : first) in[i] = true;
+    std::vector<int64_t> second;
+    for (int64_t i = 0; i < pool.size(0); ++i)
+      if (!in[i]) second.push_back(i);
+    auto a = pool.index_select(0, torch::tensor(first, torch::kLong)), b = pool.index_select(0, torch::tensor(second, torch::kLong));
+    EXPECT_NEAR(t.energy.null[r], energy_distance(a, b), 1e-9) << "re-split " << r;
+    EXPECT_NEAR(t.mmd[0].null[r], mmd2(a, b, 0.8), 1e-9) << "re-split " << r;
+    at_least += t.energy.null[r] >= t.energy.value;
+  }
+  EXPECT_DOUBLE_EQ(t.energy.p_value, (1.0 + at_least) / (1.0 + permutations));
+  double mean = 0, ss = 0;
+  for (double v : t.energy.null) mean += v / permutations;
+  for (double v : t.energy.null) ss += (v - mean) * (v - mean);
+  EXPECT_NEAR(t.energy.null_mean, mean, 1e-12);
+  EXPECT_NEAR(t.energy.null_sd, std::sqrt(ss / (permutations - 1)), 1e-12);
+  EXPECT_NEAR(t.energy.z, (t.energy.value - mean) / t.energy.null_sd, 1e-9);
+  // A random subset is a subset: distinct rows of the pool, `count` of them.
+  const auto s = random_subset(50, 20, 3, 4);
+  EXPECT_EQ(std::set<int64_t>(s.begin(), s.end()).size(), 20u);
+  EXPECT_LT(*std::max_element(s.begin(), s.end()), 50);
+}
+
+TEST(PermutationTest, PValueIsRoughlyUniformForOneDistribution) {
+  torch::manual_seed(9);
+  int below_005 = 0, below_05 = 0;
+  const int reps = 40;
+  for (int r = 0; r < reps; ++r) {
+    auto x = mixture(150, kEqual), y = mixture(150, kEqual);
+    const double p = permutation_tests(x, y, {0.5}, 200, 100 + r).energy.p_value;
+    below_005 += p < 0.05;
+    below_05 += p < 0.5;
+  }
+  EXPECT_LT(below_005, 0.15 * reps) << below_005 << " of " << reps << " same-distribution pairs had p < 0.05";
+  // Not stuck at 1 either: about half the p-values fall below 0.5.
+  EXPECT_GT(below_05, 0.2 * reps);
+  EXPECT_LT(below_05, 0.8 * reps);
+}
+
+TEST(PermutationTest, TenPointsOfModeWeightMovedAreFlaggedAtTenThousand) {
+  torch::manual_seed(10);
+  std::vector<double> moved = kEqual;
+  moved[0] += 0.10;  // 10 points of weight from mode 1 to mode 0
+  moved[1] -= 0.10;
+  auto real = mixture(10000, kEqual), shifted = mixture(10000, moved);
+  const auto t = permutation_tests(shifted, real, {}, 200, 11);
+  EXPECT_LT(t.energy.p_value, 0.01) << "z " << t.energy.z;
+  EXPECT_GT(t.energy.z, 3.0);
+}
+
+TEST(Kid, MatchesTheUnbiasedCubicKernelMmdOfEachSubset) {
+  torch::manual_seed(12);
+  auto x = torch::randn({40, 5}, torch::kFloat64), y = torch::randn({30, 5}, torch::kFloat64) + 0.4;
+  const auto kid = kernel_distance(x, y, 3, 10, 6);
+  ASSERT_EQ(kid.draws.size(), 3u);
+  for (int s = 0; s < 3; ++s) {
+    auto xs = x.index_select(0, torch::tensor(random_subset(40, 10, 6, 2 * s), torch::kLong));
+    auto ys = y.index_select(0, torch::tensor(random_subset(30, 10, 6, 2 * s + 1), torch::kLong));
+    auto k = [](const torch::Tensor& a, int64_t i, const torch::Tensor& b, int64_t j) {
+      return std::pow((a[i] * b[j]).sum().item<double>() / 5 + 1, 3);
+    };
+    double xx = 0, yy = 0, xy = 0;
+    for (int i = 0; i < 10; ++i)
+      for (int j = 0; j < 10; ++j) {
+        if (i != j) xx += k(xs, i, xs, j), yy += k(ys, i, ys, j);
+        xy += k(xs, i, ys, j);
+      }
+    EXPECT_NEAR(kid.draws[s], (xx + yy) / 90 - 2 * xy / 100, 1e-9) << "subset " << s;
+  }
+  EXPECT_NEAR(kid.mean, (kid.draws[0] + kid.draws[1] + kid.draws[2]) / 3, 1e-12);
+  // One distribution: KID is near 0 (unbiased); a shift of the mean raises it well above.
+  auto a = torch::randn({2000, 8}, torch::kFloat64), b = torch::randn({2000, 8}, torch::kFloat64);
+  const auto same = kernel_distance(a, b, 20, 500, 1), shifted = kernel_distance(a, b + 0.5, 20, 500, 1);
+  EXPECT_LT(std::fabs(same.mean), 3 * same.sd / std::sqrt(20.0) + 1e-3);
+  EXPECT_GT(shifted.mean, 10 * std::fabs(same.mean) + 5 * shifted.sd / std::sqrt(20.0));
+  EXPECT_THROW(kernel_distance(x, y, 0, 10, 1), UserError);
+  EXPECT_THROW(kernel_distance(x, y, 2, 31, 1), UserError);
 }
 
 TEST(Metrics, BadInputsAreClearErrors) {
