@@ -9,7 +9,8 @@
 #   DRIFTLAB_DEMO_RANKS=N  training ranks (default: one per core, at most 8; 1: no mpirun)
 # Outputs (RUN = the config's --run_dir, runs/toy2d for the checkerboard):
 #   RUN/samples.png (training picture), RUN/sampled.png (drift_sample),
-#   RUN/eval.json and RUN/compare.png (drift_eval against 20,000 held-out points).
+#   RUN/eval.json and RUN/compare.png (drift_eval against 20,000 held-out points: permutation tests
+#   and real data's spread; about 30 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 toy=checkerboard
@@ -31,7 +32,8 @@ start=$(date +%s)
 if [ ! -d ".cache/data/toy/$toy-unlabelled" ]; then
   "$bin/drift_data" toy "$toy" --out=".cache/data/toy/$toy-unlabelled" --num=100000 --seed=0
 fi
-# 20,000 held-out points from another seed: the floor compares two halves of 10,000.
+# 20,000 held-out points from another seed: the samples are compared with 10,000 of them, and real
+# data's spread comes from random splits of all 20,000.
 held=".cache/data/toy/$toy-heldout-20k-modes"
 if [ ! -d "$held" ]; then
   "$bin/drift_data" toy "$toy" --out="$held" --num=20000 --seed=1 "${labels[@]}"
