@@ -229,20 +229,22 @@ int compare(const CompareConfig& config) {
   // Two-sample tests: generated against the first half, in pixels (or 2-D) and on classifier features.
   std::fprintf(stderr, "two-sample tests: %d permutations of %lld + %lld rows...\n", config.permutations,
                static_cast<long long>(gn), static_cast<long long>(half));
-  const std::string where = images ? ", pixels" : "";
-  auto add_tests = [&](const torch::Tensor& x, const torch::Tensor& y, const std::string& suffix, uint64_t seed) {
+  // `space`: what the rows are (empty for 2-D points), shown in the metric's name.
+  auto add_tests = [&](const torch::Tensor& x, const torch::Tensor& y, const std::string& space, uint64_t seed) {
     const double med = median_pairwise_distance(x, y);
     std::vector<double> bandwidths;
     for (double f : kBandwidthFactors) bandwidths.push_back(f * med);
     auto t = permutation_tests(x, y, bandwidths, config.permutations, seed);
-    rows.push_back(test_row("energy distance" + suffix, t.energy, config.permutations, "U-statistic"));
+    rows.push_back(test_row(space.empty() ? "energy distance" : "energy distance (" + space + ")", t.energy,
+                            config.permutations, "U-statistic"));
     for (size_t i = 0; i < bandwidths.size(); ++i)
-      rows.push_back(test_row("MMD^2" + suffix + " (h = " + fmt(kBandwidthFactors[i]) + " x median " + fmt(med, 3) + ")",
+      rows.push_back(test_row("MMD^2 (" + (space.empty() ? "" : space + ", ") + "h = " + fmt(kBandwidthFactors[i]) +
+                                  " x median " + fmt(med, 3) + ")",
                               t.mmd[i], config.permutations, "U-statistic, Gaussian kernel"));
     return t;
   };
-  const auto pixel_tests = add_tests(flat(g), flat(a), where, kPermutationSeed);
-  if (with_clf) add_tests(gs.features, as.features, " (classifier features)", kFeaturePermutationSeed);
+  const auto pixel_tests = add_tests(flat(g), flat(a), images ? "pixels" : "", kPermutationSeed);
+  if (with_clf) add_tests(gs.features, as.features, "classifier features", kFeaturePermutationSeed);
 
   // Support, mode and feature metrics: the generated set against the first half, and real data
   // (a random split of the pool into a reference half and a query set of the generated set's
@@ -275,7 +277,8 @@ int compare(const CompareConfig& config) {
     r.note = gen_values[i].note;
     rows.push_back(r);
   }
-  Row v{"energy distance (V-statistic)" + where, Kind::kExpected, pixel_tests.energy.v_value};
+  Row v{images ? "energy distance (V-statistic, pixels)" : "energy distance (V-statistic)", Kind::kExpected,
+        pixel_tests.energy.v_value};
   v.expected = pixel_tests.energy.v_expected;
   v.note = "self pairs included; real data: its expectation";
   rows.push_back(v);

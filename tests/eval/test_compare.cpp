@@ -214,6 +214,62 @@ void write_idx(const std::string& file, uint32_t magic, const std::vector<uint32
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
+// `n` labelled 8x8 images of two classes, dark (0) and bright (1), varied by `offset`, as a shard set.
+void write_two_class_images(const fs::path& dir, const std::string& name, uint32_t n, uint32_t offset) {
+  const uint32_t side = 8;
+  std::vector<uint8_t> px(n * side * side), lab(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    lab[i] = static_cast<uint8_t>(i % 2);
+    for (uint32_t k = 0; k < side * side; ++k)
+      px[i * side * side + k] = static_cast<uint8_t>((lab[i] ? 200 : 0) + (k * 7 + i * 13 + offset) % 50);
+  }
+  write_idx((dir / (name + ".img")).string(), 0x803, {n, side, side}, px);
+  write_idx((dir / (name + ".lab")).string(), 0x801, {n}, lab);
+  data::WriteOptions w;
+  w.show_progress = false;
+  data::convert_idx((dir / (name + ".img")).string(), (dir / (name + ".lab")).string(), (dir / name).string(), w);
+}
+
+// Images with a classifier: the feature-space tests, the Frechet distance's real-data spread, KID
+// with its subset sd, and the class accuracy all reach the JSON.
+TEST(Compare, ImagesWithAClassifierGetFeatureTestsFrechetSpreadAndKid) {
+  const fs::path dir = fs::temp_directory_path() / ("driftlab_test_compare_images_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  write_two_class_images(dir, "ref", 80, 0);
+  write_two_class_images(dir, "gen", 40, 5);
+  ClassifierTrainConfig t;
+  t.data = (dir / "ref").string();
+  t.out = (dir / "clf.pt").string();
+  t.training.epochs = 1;
+  t.training.batch = 8;
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(train_and_save_classifier(t), 0);
+  CompareConfig c;
+  c.reference = (dir / "ref").string();
+  c.generated = (dir / "gen").string();
+  c.classifier = t.out;
+  c.max_samples = 40;
+  c.permutations = 50;
+  c.resamples = 3;
+  c.kid_subsets = 4;
+  c.json = (dir / "out.json").string();
+  ASSERT_EQ(compare(c), 0);
+  testing::internal::GetCapturedStdout();
+  const std::string json = read_file(c.json);
+  for (const char* test : {"energy distance (pixels)", "energy distance (classifier features)"}) {
+    const double p = json_number(json, test, "p_value");
+    EXPECT_TRUE(p > 0 && p <= 1) << test << ": " << json;
+  }
+  EXPECT_GT(json_number(json, "classifier Frechet distance", "null_sd"), 0) << json;
+  EXPECT_GE(json_number(json, "KID (classifier features)", "sd"), 0) << json;
+  EXPECT_FALSE(std::isnan(json_number(json, "KID (classifier features)", "null_mean"))) << json;
+  const double accuracy = json_number(json, "classified as asked class", "value");
+  EXPECT_TRUE(accuracy >= 0 && accuracy <= 1) << json;
+  EXPECT_FALSE(std::isnan(json_number(json, "energy distance (V-statistic, pixels)", "floor"))) << json;
+  fs::remove_all(dir);
+}
+
 TEST(ClassifierTrain, OneEpochWritesTheFileAndReportsTheTestAccuracy) {
   const fs::path dir = fs::temp_directory_path() / ("driftlab_test_classifier_" + std::to_string(getpid()));
   fs::remove_all(dir);
