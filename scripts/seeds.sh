@@ -23,6 +23,8 @@
 # --ranks=N          training ranks on this node (default: one per core, at most 8)
 # --score-only       do not train or sample: re-score the seeds' existing runs and append them
 # --summary          print the mean and spread of every metric over the results file, then exit
+# --row              with --summary: also print one Markdown table row of the headline metrics
+#                    (mean +- sd over seeds, real data's mean in brackets) for docs/results tables
 #
 # Runs resume (--resume=auto), so a stopped sweep continues where it was; start long sweeps in the
 # background: nohup scripts/seeds.sh 8gaussians > runs/seeds-8gaussians.log 2>&1 &
@@ -30,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { sed -n '2,31p' "$0"; }
 seeds=0,1,2 name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
-sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 target=""
+sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds=*) seeds=${1#*=} ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
     --ranks=*) ranks=${1#*=} ;;
     --score-only) score_only=1 ;;
     --summary) summary=1 ;;
+    --row) row=1 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     -*) echo "seeds.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -84,7 +87,7 @@ dir=runs/seeds/$name
 
 if [ "$summary" -eq 1 ]; then
   [ -s "$results" ] || { echo "seeds.sh: no results in $results yet" >&2; exit 1; }
-  exec python3 - "$results" <<'EOF'
+  exec python3 - "$results" "$row" <<'EOF'
 # Mean, sample standard deviation and range of every metric over the runs of a results file.
 import json, math, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -107,6 +110,38 @@ for k in order:
     mean = sum(v) / len(v)
     sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else float("nan")
     print(f"{k:58s} {mean:12.6g} {sd:11.4g}   {min(v):.6g}..{max(v):.6g}")
+if sys.argv[2] == "1":
+    # Headline metrics present in these runs: mean +- sd over seeds (real data's mean in brackets).
+    def ms(v):
+        mean = sum(v) / len(v)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else float("nan")
+        return mean, sd
+    def rows(name):
+        return [m for r in runs for m in r["eval"]["metrics"] if m["metric"] == name]
+    cells = []
+    for name, short, digits in [("precision (k-NN)", "precision", 3), ("recall (k-NN)", "recall", 3),
+                                ("share off every mode", "off every mode", 4),
+                                ("largest mode-weight gap (points)", "weight gap (points)", 2),
+                                ("classifier Frechet distance", "Frechet", 2), ("KID (classifier features)", "KID", 4),
+                                ("classified as asked class", "as asked", 3)]:
+        r = rows(name)
+        if not r:
+            continue
+        mean, sd = ms([m["value"] for m in r])
+        real, _ = ms([m.get("null_mean", float("nan")) for m in r])
+        cells.append(f"{short} {mean:.{digits}f} +- {sd:.{digits}f} ({real:.{digits}f})")
+    for name in ("energy distance", "energy distance (pixels)", "energy distance (classifier features)"):
+        r = rows(name)
+        if r:
+            zm, zs = ms([m["z"] for m in r])
+            told = sum(m["p_value"] < 0.01 for m in r)
+            cells.append(f"{name}: z {zm:.1f} +- {zs:.1f}, p < 0.01 in {told} of {len(r)}")
+    r = [m for m in rows("energy distance (V-statistic)") + rows("energy distance (V-statistic, pixels)")]
+    if r:
+        mean, sd = ms([m["value"] / m["floor"] for m in r])
+        cells.append(f"V-statistic / expectation {mean:.2f}x +- {sd:.2f}")
+    flags = runs[0].get("flags", "")
+    print(f"| {runs[0]['name']} ({runs[0]['config']}{' ' + flags if flags else ''}), seeds {seeds} | " + "; ".join(cells) + " |")
 EOF
 fi
 
@@ -149,4 +184,4 @@ for s in "${seed_list[@]}"; do
     "$name" "$cfg" "$flags_json" "$s" "$run" "$(date -u +%FT%TZ)" "$train_s" "$(tr -d '\n' < "$run/eval.json")" >> "$results"
   echo "== seeds.sh [$name]: seed $s done in $(( $(date +%s) - t0 )) s; appended to $results"
 done
-"$0" --summary --results="$results" --name="$name" "$target"
+"$0" --summary --row --results="$results" --name="$name" "$target"
