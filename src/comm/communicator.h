@@ -5,7 +5,7 @@
 // (mpi_communicator.h) and NCCL for CUDA tensors (nccl_communicator.h). A world of one process
 // runs through the same backends. An operation a backend lacks (or a tensor it cannot handle)
 // throws UnsupportedOperation naming the backend and the operation.
-// Not here: process start-up and rank discovery (topology.h), gradient buckets (grad_sync.h).
+// Not here: process start-up and rank discovery (topology.h), gradient buckets (grad_buckets.h).
 #pragma once
 
 #include <torch/types.h>
