@@ -11,7 +11,8 @@
 #              data it makes if missing, scored against 20,000 labelled held-out points.
 # FLAGFILE     any drift_train config; then --reference is needed (and --classifier for images).
 # --seeds=LIST       training seeds, comma-separated (default 0,1,2)
-# --name=NAME        runs go to runs/seeds/NAME/seed-S and results to runs/seeds/NAME/results.jsonl
+# --runs=DIR         folder of the sweeps (default runs/seeds)
+# --name=NAME        runs go to DIR/NAME/seed-S and results to DIR/NAME/results.jsonl
 #                    (default: the toy or config name, then the extra flags: 8gaussians_gen_width=512)
 # --results=FILE     append the results here instead
 # --samples=N        generated samples per run (default 10000; drift_eval uses at most --max_samples)
@@ -30,13 +31,14 @@
 # background: nohup scripts/seeds.sh 8gaussians > runs/seeds-8gaussians.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,31p' "$0"; }
-seeds=0,1,2 name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
+usage() { sed -n '2,34p' "$0"; }
+seeds=0,1,2 runs_dir=runs/seeds name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
 sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds=*) seeds=${1#*=} ;;
     --name=*) name=${1#*=} ;;
+    --runs=*) runs_dir=${1#*=} ;;
     --results=*) results=${1#*=} ;;
     --samples=*) samples=${1#*=} ;;
     --max_samples=*) max_samples=${1#*=} ;;
@@ -82,7 +84,7 @@ esac
 if [ "$name_given" -eq 0 ] && [ "${#extra[@]}" -gt 0 ]; then
   name=$name$(printf '_%s' "${extra[@]#--}" | tr -c 'A-Za-z0-9_.=,-' '_')
 fi
-dir=runs/seeds/$name
+dir=$runs_dir/$name
 [ -n "$results" ] || results=$dir/results.jsonl
 
 if [ "$summary" -eq 1 ]; then
@@ -184,4 +186,4 @@ for s in "${seed_list[@]}"; do
     "$name" "$cfg" "$flags_json" "$s" "$run" "$(date -u +%FT%TZ)" "$train_s" "$(tr -d '\n' < "$run/eval.json")" >> "$results"
   echo "== seeds.sh [$name]: seed $s done in $(( $(date +%s) - t0 )) s; appended to $results"
 done
-"$0" --summary --row --results="$results" --name="$name" "$target"
+"$0" --summary --row --results="$results" --runs="$runs_dir" --name="$name" "$target"
