@@ -110,11 +110,17 @@ void fill_from_map(const KeyValues& m, const std::string& prefix, Message* msg, 
   }
 }
 
+// False for a field with explicit presence (proto3 `optional`) that the record leaves unset: a
+// record written before the field existed, which says nothing about it.
+bool recorded(const Message& msg, const FieldDescriptor* f) {
+  return f->is_repeated() || !f->has_presence() || msg.GetReflection()->HasField(msg, f);
+}
+
 KeyValues to_map(const Message& msg, const std::string& prefix) {
   KeyValues m;
   const auto* d = msg.GetDescriptor();
   for (int i = 0; i < d->field_count(); ++i)
-    if (d->field(i)->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE)
+    if (d->field(i)->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE && recorded(msg, d->field(i)))
       m[prefix + d->field(i)->name()] = field_text(msg, d->field(i));
   return m;
 }
@@ -128,6 +134,7 @@ std::vector<std::string> field_differences(const Message& then, const Message& n
     const auto* f = d->field(i);
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) continue;
     if (std::find(ignore.begin(), ignore.end(), f->name()) != ignore.end()) continue;
+    if (!recorded(then, f) || !recorded(now, f)) continue;
     const std::string a = field_text(then, f), b = field_text(now, f);
     if (a == b) continue;
     out.push_back(name_prefix + f->name() + ": '" + a + "' -> '" + b + "'");

@@ -26,10 +26,12 @@ using KeyValues = std::map<std::string, std::string>;
 // text. Absent keys leave the field at its default. UserError naming `what` and the key on a
 // malformed value.
 void fill_from_map(const KeyValues& m, const std::string& prefix, google::protobuf::Message* msg, const std::string& what);
-// The inverse: prefix + field name -> text, for every field (doubles with 17 significant digits).
+// The inverse: prefix + field name -> text, for every field (doubles with 17 significant digits)
+// but an unset one with explicit presence (proto3 `optional`: a record from before it existed).
 KeyValues to_map(const google::protobuf::Message& msg, const std::string& prefix);
 // One "NAME: 'then' -> 'now'" line per field that differs (NAME = name_prefix + field name;
-// numbers in their shortest exact text, e.g. "0.05,0.2"), fields named in `ignore` left out.
+// numbers in their shortest exact text, e.g. "0.05,0.2"), fields named in `ignore` and optional
+// fields unset in either record left out.
 std::vector<std::string> field_differences(const google::protobuf::Message& then, const google::protobuf::Message& now,
                                            const std::string& name_prefix, const std::vector<std::string>& ignore = {});
 

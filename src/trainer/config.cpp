@@ -43,10 +43,13 @@ bool restarts_moments(const ObjectiveConfig& o, int64_t t) {
 }
 
 RecordKey classify_record_key(const std::string& k) {
-  static const std::set<std::string> objective{"taus", "drift_floor", "keys_per_location", "keys_patch",
-                                               "num_classes_per_step", "gen_per_class", "pos_per_class",
-                                               "unc_per_class", "alpha_max", "alpha_power", "alpha_one_frac",
-                                               "tau_warmup_steps", "tau_warmup_scale"};
+  // The objective's flags are the fields of its record (proto::ObjectiveSpec), nothing else.
+  static const std::set<std::string> objective = [] {
+    std::set<std::string> names;
+    const auto* d = proto::ObjectiveSpec::descriptor();
+    for (int i = 0; i < d->field_count(); ++i) names.insert(d->field(i)->name());
+    return names;
+  }();
   // Checked first: gen_per_class starts with gen_ but sizes the step, not the model.
   if (objective.count(k)) return RecordKey::kObjective;
   if (k.rfind("gen_", 0) == 0 || k == "encoder" || k.rfind("enc_", 0) == 0) return RecordKey::kModel;
@@ -78,20 +81,8 @@ proto::RunConfig make_run_record(const TrainConfig& c, const models::GeneratorCo
   ckpt::fill_from_map(e.to_map(), "enc_", r.mutable_encoder(), "the encoder");
   ckpt::fill_from_map(data::spec_to_map(spec), "", r.mutable_data_spec(), "the data set's spec");
   r.set_model_description(g.to_text());
-  auto* o = r.mutable_objective();
-  for (double t : c.objective.taus) o->add_taus(t);
-  o->set_drift_floor(c.objective.floor);
-  o->set_keys_per_location(c.objective.keys_per_location);
-  o->set_keys_patch(c.objective.keys_patch);
-  o->set_num_classes_per_step(c.batch.classes_per_step);
-  o->set_gen_per_class(c.batch.gen_per_class);
-  o->set_pos_per_class(c.batch.pos_per_class);
-  o->set_unc_per_class(c.batch.unc_per_class);
-  o->set_alpha_max(c.batch.guidance.alpha_max);
-  o->set_alpha_power(c.batch.guidance.alpha_power);
-  o->set_alpha_one_frac(c.batch.guidance.alpha_one_frac);
-  o->set_tau_warmup_steps(c.objective.tau_warmup_steps);
-  o->set_tau_warmup_scale(c.objective.tau_warmup_scale);
+  // Field by field from the flags of the same name: the record is defined once, in the proto.
+  ckpt::fill_from_map(c.record, "", r.mutable_objective(), "the objective flags");
   return r;
 }
 

@@ -27,7 +27,8 @@ struct BatchConfig {
   GuidanceOptions guidance;
 };
 
-// The drifting objective: kernel temperatures and options, the feature keys.
+// The drifting objective: kernel temperatures and options, the feature keys. Its record in a
+// checkpoint is proto::ObjectiveSpec, filled from the flags of the same names.
 struct ObjectiveConfig {
   std::vector<double> taus{0.02, 0.05, 0.2};
   bool floor = true;
@@ -103,17 +104,18 @@ struct TrainConfig {
 };
 
 // The typed run record of a checkpoint (proto/checkpoint.proto RunConfig): the flags as given,
-// the resolved generator and encoder, the objective and the data set's schema (class counts are
-// added by the trainer).
+// the resolved generator and encoder, the objective (every ObjectiveSpec field from the flag of
+// its name in config.record) and the data set's schema (class counts are added by the trainer).
 proto::RunConfig make_run_record(const TrainConfig& config, const models::GeneratorConfig& generator,
                                  const models::EncoderConfig& encoder, const data::DatasetSpec& data);
 
 // Throws UserError naming the flag of the first invalid value (world: the ranks of this run).
 void validate(const TrainConfig& c, int world);
 
-// Resume compatibility of two run records (flag name -> value): the checkpoint's and this run's.
-// Model entries (gen_*, encoder, enc_*) must be equal; objective entries (temperatures, kernel
-// floor, feature keys, per-class set sizes, classes per step, guidance distribution) must be equal
+// Resume compatibility of two run records (flag name -> value, ckpt::flat_record): the
+// checkpoint's and this run's. Model entries (gen_*, encoder, enc_*) must be equal; objective
+// entries (the fields of proto::ObjectiveSpec: temperatures and their warm-up, kernel floor,
+// feature keys, per-class set sizes, classes per step, guidance distribution) must be equal
 // unless allow_objective_change. Returns every refused difference, one "--name: 'then' -> 'now'"
 // line each (empty: compatible); `allowed` receives the differences that are only warned about
 // (--steps, --resume and --threads never count).

@@ -48,8 +48,9 @@ DEFINE_int32(keep_last, 3, "keep the newest this many checkpoints");
 DEFINE_int64(keep_every, 0, "also keep every checkpoint whose step is a multiple of this (0: none)");
 DEFINE_string(resume, "none", "auto: continue from the newest complete checkpoint in --run_dir/checkpoints (start fresh if none); "
               "none: start fresh (refused when --run_dir already has checkpoints); or a step directory");
-DEFINE_bool(allow_objective_change, false, "resume even when objective settings (--taus, --drift_floor, --keys_*, per-class set sizes, "
-            "--num_classes_per_step, --alpha_*) differ from the checkpoint's (each change warned); the model must still match");
+DEFINE_bool(allow_objective_change, false, "resume even when objective settings (the fields of the run record's objective: --taus, "
+            "--drift_floor, --keys_*, per-class set sizes, --num_classes_per_step, --alpha_*, --tau_warmup_*) differ from the "
+            "checkpoint's (each change warned); the model must still match");
 DEFINE_int32(threads, 0, "intra-op threads per rank (0: $DRIFTLAB_THREADS, else cores / ranks on the node)");
 DEFINE_string(backend, "auto", "communicator: auto (NCCL with CUDA, else MPI), mpi or nccl");
 DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for class-conditional image data");

@@ -195,6 +195,18 @@ TEST_F(CheckpointTest, TypedRunRecordAndFormatVersions) {
             (std::vector<std::string>{"--taus: '0.05,0.2' -> '0.05'", "--keys_patch: 'false' -> 'true'"}));
   EXPECT_EQ(field_differences(a, b, "--", {"taus"}), std::vector<std::string>{"--keys_patch: 'false' -> 'true'"});
   EXPECT_TRUE(field_differences(a, a, "").empty());
+  // An optional field (explicit presence) unset in a record written before it existed: left out
+  // of the map and of the comparison; once set in both, compared like any other.
+  EXPECT_EQ(to_map(a, "").count("tau_warmup_reset"), 0u);
+  b.set_keys_patch(false);
+  b.clear_taus();
+  b.add_taus(0.05);
+  b.add_taus(0.2);
+  b.set_tau_warmup_reset(true);
+  EXPECT_TRUE(field_differences(a, b, "--").empty());
+  EXPECT_EQ(to_map(b, "").at("tau_warmup_reset"), "true");
+  a.set_tau_warmup_reset(false);
+  EXPECT_EQ(field_differences(a, b, "--"), std::vector<std::string>{"--tau_warmup_reset: 'false' -> 'true'"});
 
   // A format-1 manifest: the model and the objective lived in the flag map, the data in a map.
   auto w = torch::ones({2});

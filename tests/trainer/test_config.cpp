@@ -63,7 +63,7 @@ TEST(TrainConfig, EachRuleNamesItsFlag) {
 }
 
 TEST(TrainConfig, ResumeListsEveryRefusedDifference) {
-  const std::map<std::string, std::string> then{{"gen_width", "256"}, {"encoder", "a.pt"}, {"taus", "0.05"},
+  std::map<std::string, std::string> then{{"gen_width", "256"}, {"encoder", "a.pt"}, {"taus", "0.05"},
                                                 {"gen_per_class", "64"}, {"lr", "0.001"}, {"steps", "100"},
                                                 {"log_every", "50"}, {"collective_timeout", "600"}};
   std::map<std::string, std::string> now = then;
@@ -95,6 +95,33 @@ TEST(TrainConfig, ResumeListsEveryRefusedDifference) {
   EXPECT_EQ(classify_record_key("ckpt_every"), RecordKey::kOther);
   EXPECT_EQ(classify_record_key("tau_warmup_steps"), RecordKey::kObjective);
   EXPECT_EQ(classify_record_key("tau_warmup_scale"), RecordKey::kObjective);
+  EXPECT_EQ(classify_record_key("tau_warmup_reset"), RecordKey::kObjective);
+  // The warm-up's moment restart is part of the objective: changing it is refused too.
+  then["tau_warmup_reset"] = "true";
+  now = then;
+  now["tau_warmup_reset"] = "false";
+  EXPECT_EQ(resume_conflicts(then, now, false, nullptr), std::vector<std::string>{"--tau_warmup_reset: 'true' -> 'false'"});
+  EXPECT_TRUE(resume_conflicts(then, now, true, nullptr).empty());
+}
+
+// Every objective field of the run record comes from the flag of the same name, and every
+// field is classified as objective: a new field needs nothing else to be recorded and checked.
+TEST(TrainConfig, RunRecordObjectiveIsEveryObjectiveFlag) {
+  TrainConfig c;
+  c.record = {{"taus", "0.02,0.05"}, {"drift_floor", "false"}, {"gen_per_class", "64"},
+              {"tau_warmup_steps", "400"}, {"tau_warmup_scale", "10"}, {"tau_warmup_reset", "false"}, {"lr", "0.1"}};
+  const auto r = make_run_record(c, models::GeneratorConfig{}, models::EncoderConfig{}, data::DatasetSpec{});
+  const auto& o = r.objective();
+  EXPECT_EQ(std::vector<double>(o.taus().begin(), o.taus().end()), (std::vector<double>{0.02, 0.05}));
+  EXPECT_FALSE(o.drift_floor());
+  EXPECT_EQ(o.gen_per_class(), 64);
+  EXPECT_EQ(o.tau_warmup_steps(), 400);
+  EXPECT_TRUE(o.has_tau_warmup_reset());
+  EXPECT_FALSE(o.tau_warmup_reset());
+  EXPECT_EQ(r.flags().at("lr"), "0.1");
+  const auto* d = proto::ObjectiveSpec::descriptor();
+  for (int i = 0; i < d->field_count(); ++i)
+    EXPECT_EQ(classify_record_key(d->field(i)->name()), RecordKey::kObjective) << d->field(i)->name();
 }
 
 // The warm-up: steps 0 .. tau_warmup_steps - 1 at taus * scale, the taus from then on; off by
