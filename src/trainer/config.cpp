@@ -18,6 +18,9 @@ void validate(const TrainConfig& c, int world) {
   DL_REQUIRE(b.gen_per_class >= world, "--gen_per_class (" << b.gen_per_class << ") must be at least the number of ranks (" << world << ")");
   DL_REQUIRE(b.pos_per_class >= 1, "--pos_per_class must be >= 1, got " << b.pos_per_class);
   DL_REQUIRE(b.unc_per_class >= 0, "--unc_per_class must be >= 0, got " << b.unc_per_class);
+  DL_REQUIRE(b.guidance.alpha_max >= 1.0, "--alpha_max must be >= 1, got " << b.guidance.alpha_max);
+  DL_REQUIRE(b.guidance.alpha_one_frac >= 0 && b.guidance.alpha_one_frac <= 1,
+             "--alpha_one_frac must lie in [0, 1], got " << b.guidance.alpha_one_frac);
   DL_REQUIRE(c.output.log_every >= 1 && c.checkpoint.every >= 1, "--log_every and --ckpt_every must be >= 1");
   DL_REQUIRE(c.runtime.check_sync_every >= 0,
              "--check_sync_every=" << c.runtime.check_sync_every << ": expected 0 (off) or a positive number of steps");
@@ -29,17 +32,6 @@ void validate(const TrainConfig& c, int world) {
   DL_REQUIRE(c.objective.tau_warmup_scale >= 1 && c.objective.tau_warmup_scale <= 1e4,
              "--tau_warmup_scale=" << c.objective.tau_warmup_scale << ": expected a factor in [1, 10000]");
   validate(c.optim.schedule);
-}
-
-std::vector<double> step_taus(const ObjectiveConfig& o, int64_t t) {
-  std::vector<double> taus = o.taus;
-  if (t < o.tau_warmup_steps)
-    for (double& tau : taus) tau *= o.tau_warmup_scale;
-  return taus;
-}
-
-bool restarts_moments(const ObjectiveConfig& o, int64_t t) {
-  return o.tau_warmup_reset && o.tau_warmup_steps > 0 && t == o.tau_warmup_steps;
 }
 
 RecordKey classify_record_key(const std::string& k) {

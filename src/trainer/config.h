@@ -44,12 +44,6 @@ struct ObjectiveConfig {
   bool tau_warmup_reset = true;
 };
 
-// The temperatures of step t (0-based) under the warm-up of `o`.
-std::vector<double> step_taus(const ObjectiveConfig& o, int64_t t);
-// Whether step t (0-based) starts from fresh AdamW moments: the first step after the warm-up,
-// with tau_warmup_reset.
-bool restarts_moments(const ObjectiveConfig& o, int64_t t);
-
 struct OptimConfig {
   LrSchedule schedule;  // schedule.total is the run's step count
   AdamWOptions adam;

@@ -114,8 +114,9 @@ data::StepRequest step_request(const StepContext& ctx, int64_t t, const StepPlan
   return r;
 }
 
-StepStats run_step(const StepContext& ctx, int64_t t, const StepPlan& plan, const data::StepBatch& batch,
+StepStats run_step(const StepContext& ctx, int64_t t, const StepSchedule& s, const data::StepBatch& batch,
                    PhaseTimes* phases) {
+  const StepPlan& plan = s.plan;
   DL_CHECK(ctx.gen && ctx.comm, "run_step: the context needs a generator and a communicator");
   DL_CHECK(batch.step == static_cast<uint64_t>(t), "step " << t << " was given the real rows of step " << batch.step);
   PhaseTimes unused;
@@ -177,6 +178,7 @@ StepStats run_step(const StepContext& ctx, int64_t t, const StepPlan& plan, cons
   // field once per key: the keys are views and pools of these maps, thousands of problems each.
   require_finite(t, gen_feats, gen_all, pos_feats, unc_feats);
   drift::FieldOptions field = ctx.field;
+  field.taus = s.taus;
   field.check_finite = false;
   auto keys = make_keys(ctx, gen_feats, gen_all, pos_feats, unc_feats, b, unc_weight, K);
   StepStats stats;

@@ -19,14 +19,15 @@
 #include "models/encoders.h"
 #include "models/generators.h"
 #include "trainer/config.h"
+#include "trainer/schedule.h"
 #include "trainer/step_plan.h"
 
 namespace driftlab {
 
-// What stays the same from step to step.
+// What stays the same from step to step (what changes with the step is its StepSchedule).
 struct StepContext {
   BatchConfig batch;                 // N (gen_per_class), U (unc_per_class)
-  drift::FieldOptions field;         // temperatures, floor, path, workspace
+  drift::FieldOptions field;         // floor, path, workspace (the temperatures: the schedule's)
   drift::KeyOptions keys;            // which feature keys of the encoder maps
   uint64_t seed = 0;
   int64_t num_classes = 0;           // of the data set; 0: unconditional (labels = the null class)
@@ -41,11 +42,13 @@ struct StepStats {
   drift::TotalLoss total;  // the global loss value and per-key results (loss tensor detached after backward)
 };
 
-// Runs the step for step index t: `plan` is plan_step(seed, t, ...) and `batch` this rank's slice
-// of the real rows that plan asks for (data::load_step or the prefetching loader). Collective.
+// Runs the step for step index t: `s` is schedule(config, num_classes, t) (its plan and
+// temperatures are used here; its learning rate and moment restart are the optimizer's) and
+// `batch` this rank's slice of the real rows that plan asks for (data::load_step or the
+// prefetching loader). Collective.
 // `phases` (optional) receives the time of data-independent phases: generator, encoder,
 // communication, drift, backward.
-StepStats run_step(const StepContext& ctx, int64_t t, const StepPlan& plan, const data::StepBatch& batch,
+StepStats run_step(const StepContext& ctx, int64_t t, const StepSchedule& s, const data::StepBatch& batch,
                    PhaseTimes* phases = nullptr);
 
 // The real rows that `plan` asks for (what the loader reads for step t).

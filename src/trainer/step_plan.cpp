@@ -18,9 +18,10 @@ double alpha_from_uniform(double u, double a_max, double k) {
 
 StepPlan plan_step(uint64_t seed, uint64_t step, int64_t num_classes, int64_t classes_per_step,
                    const GuidanceOptions& g) {
-  DL_REQUIRE(classes_per_step >= 1, "--num_classes_per_step must be >= 1, got " << classes_per_step);
-  DL_REQUIRE(g.alpha_max >= 1.0, "--alpha_max must be >= 1, got " << g.alpha_max);
-  DL_REQUIRE(g.alpha_one_frac >= 0 && g.alpha_one_frac <= 1, "--alpha_one_frac must lie in [0, 1], got " << g.alpha_one_frac);
+  // The flags are validated once, by validate(TrainConfig); these are the function's preconditions.
+  DL_CHECK(classes_per_step >= 1, "plan_step: classes_per_step must be >= 1, got " << classes_per_step);
+  DL_CHECK(g.alpha_max >= 1.0 && g.alpha_one_frac >= 0 && g.alpha_one_frac <= 1,
+           "plan_step: guidance needs alpha_max >= 1 and alpha_one_frac in [0, 1]");
   StepPlan plan;
   const int64_t n = std::max<int64_t>(num_classes, 1);
   std::vector<int64_t> pool(n);

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -34,7 +33,7 @@
 #include "trainer/metrics.h"         // metrics.jsonl + TensorBoard events
 #include "common/optim.h"           // AdamW, EMA, clipping, schedule
 #include "common/signals.h"         // graceful stop
-#include "trainer/step_plan.h"       // classes, alphas, rank slices
+#include "trainer/schedule.h"        // schedule: plan, temperatures, lr of step t
 #include "trainer/config.h"          // TrainConfig
 #include "trainer/step.h"            // run_step: one step's computation
 
@@ -72,8 +71,6 @@ class Trainer {
   [[noreturn]] void fail_checkpoint(const std::string& dir, int64_t next_step, const std::string& error);
   void write_picture(int64_t step, const std::string& name);
   void draw_picture(int64_t step, const std::string& name);
-  // The plan of step t, computed once: by the loader's request (ahead, on its thread) or here.
-  StepPlan take_plan(int64_t t);
   fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
 
   const TrainConfig cfg_;
@@ -93,15 +90,11 @@ class Trainer {
   std::vector<std::string> param_names_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<Ema> ema_;
-  LrSchedule lr_schedule_;
   std::unique_ptr<comm::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
   drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
-  GuidanceOptions guidance_;
-  int64_t classes_per_step_ = 1;
+  int64_t classes_per_step_ = 1;  // classes_per_step(cfg_, the data set's classes), for counts and logs
   StepContext step_ctx_;
-  std::mutex plans_mutex_;
-  std::map<int64_t, StepPlan> plans_;  // planned by the loader's request, not yet run
   PhaseTimes phases_;
   // Accumulated between log rows.
   double loss_sum_ = 0, grad_norm_sum_ = 0;
@@ -120,13 +113,12 @@ void Trainer::build() {
   world_ = comm_.world_size();
   device_ = comm_.device();
   validate(cfg_, world_);
-  lr_schedule_ = cfg_.optim.schedule;
   if (cfg_.runtime.threads > 0) torch::set_num_threads(cfg_.runtime.threads);
   else if (const char* env = std::getenv("DRIFTLAB_THREADS"); env && std::atoi(env) > 0) torch::set_num_threads(std::atoi(env));
 
   data_ = data::ShardSet::open(cfg_.data);
   const auto& spec = data_->spec();
-  classes_per_step_ = std::min<int64_t>(cfg_.batch.classes_per_step, std::max<int64_t>(spec.num_classes, 1));
+  classes_per_step_ = classes_per_step(cfg_, spec.num_classes);
 
   gen_cfg_ = models::resolve_generator(cfg_.generator, spec.decoded_shape(), spec.num_classes);
   gen_ = models::make_generator(gen_cfg_);
@@ -153,11 +145,9 @@ void Trainer::build() {
   ema_ = std::make_unique<Ema>(params_, cfg_.optim.ema_decay);
   buckets_ = std::make_unique<comm::GradientBuckets>(comm_, params_);
 
-  step_ctx_.field.taus = cfg_.objective.taus;
   step_ctx_.field.floor = cfg_.objective.floor;
   step_ctx_.field.path = cfg_.objective.path;
   step_ctx_.field.workspace = &drift_ws_;
-  guidance_ = cfg_.batch.guidance;
   drift_norm_sum_.assign(cfg_.objective.taus.size(), 0.0);
   step_ctx_.batch = cfg_.batch;
   step_ctx_.keys.per_location = cfg_.objective.keys_per_location;
@@ -336,32 +326,18 @@ void Trainer::fail_checkpoint(const std::string& dir, int64_t next_step, const s
   throw UserError("checkpoint of step " + std::to_string(next_step) + " failed on rank " + std::to_string(failed_rank_));
 }
 
-StepPlan Trainer::take_plan(int64_t t) {
-  {
-    std::lock_guard<std::mutex> lock(plans_mutex_);
-    auto it = plans_.find(t);
-    if (it != plans_.end()) {
-      StepPlan plan = std::move(it->second);
-      plans_.erase(it);
-      return plan;
-    }
-  }
-  return plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
-}
-
 void Trainer::step(int64_t t) {
   // Named by the collective watchdog if a collective of this step times out: step t + 1, as the
   // log lines and checkpoint names count (0 is the start-up).
   comm_.set_step(t + 1);
   Stopwatch sw;
-  const StepPlan plan = take_plan(t);
+  const StepSchedule sched = schedule(cfg_, data_->spec().num_classes, t);
   // This rank's slice of the step's real rows (drawn from (seed, t) like everything else).
   auto batch = loader_ ? loader_->next()
-                       : data::load_step(*data_, cfg_.seed, step_request(step_ctx_, t, plan), rank_, world_);
+                       : data::load_step(*data_, cfg_.seed, step_request(step_ctx_, t, sched.plan), rank_, world_);
   DL_CHECK(batch.step == static_cast<uint64_t>(t), "loader delivered step " << batch.step << " for step " << t);
   phases_.add("data", sw.seconds());
-  step_ctx_.field.taus = step_taus(cfg_.objective, t);
-  const StepStats stats = run_step(step_ctx_, t, plan, batch, &phases_);
+  const StepStats stats = run_step(step_ctx_, t, sched, batch, &phases_);
   const drift::TotalLoss& total = stats.total;
 
   sw.reset();
@@ -376,8 +352,8 @@ void Trainer::step(int64_t t) {
                              std::to_string(gnorm) + "); no update was applied. The last good checkpoint is " +
                              last_checkpoint_ + ". Try a lower --lr or a larger --grad_clip.");
   }
-  if (restarts_moments(cfg_.objective, t)) opt_->reset_moments();
-  opt_->step(learning_rate(t, lr_schedule_));
+  if (sched.restart_moments) opt_->reset_moments();
+  opt_->step(sched.lr);
   ema_->update(params_);
   phases_.add("optimizer", sw.seconds());
 
@@ -397,11 +373,9 @@ void Trainer::step(int64_t t) {
 }
 
 data::StepRequest Trainer::request(uint64_t t) {
-  StepPlan plan = plan_step(cfg_.seed, t, data_->spec().num_classes, classes_per_step_, guidance_);
-  data::StepRequest r = step_request(step_ctx_, static_cast<int64_t>(t), plan);
-  std::lock_guard<std::mutex> lock(plans_mutex_);
-  plans_[static_cast<int64_t>(t)] = std::move(plan);
-  return r;
+  // The loader's thread, ahead of the step: the schedule is pure, so step() recomputes the same plan.
+  const int64_t step = static_cast<int64_t>(t);
+  return step_request(step_ctx_, step, schedule(cfg_, data_->spec().num_classes, step).plan);
 }
 
 // Best effort: a picture that cannot be made or written is a warning, and training goes on.
@@ -476,7 +450,7 @@ int Trainer::run() {
       for (double v : drift_norm_sum_) dn.push_back(v / logged_steps_);
       std::map<std::string, double> row{{"loss", loss_sum_ / logged_steps_},
                                         {"grad_norm", grad_norm_sum_ / logged_steps_},
-                                        {"lr", learning_rate(t, lr_schedule_)},
+                                        {"lr", learning_rate(t, cfg_.optim.schedule)},
                                         {"samples_per_s", per_s}};
       for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(cfg_.objective.taus[i]).substr(0, 5)] = dn[i];
       // Diversity per key: spread of the generated features over that of the real ones (1: as
@@ -497,7 +471,7 @@ int Trainer::run() {
       for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
       metrics_->log(done, row);
       LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(cfg_.objective.taus, 6, ",") << ") "
-                << (done <= cfg_.objective.tau_warmup_steps ? "[warm-up: taus x " + format_number(step_ctx_.field.taus[0] / cfg_.objective.taus[0], 3) + "] " : "")
+                << (done <= cfg_.objective.tau_warmup_steps ? "[warm-up: taus x " + format_number(cfg_.objective.tau_warmup_scale, 3) + "] " : "")
                 << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
                 << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
                 << ProgressBar::format_duration(eta);

@@ -8,7 +8,9 @@
 
 #include "../common/user_error.h"
 #include "common/check.h"
+#include "common/optim.h"
 #include "trainer/config.h"
+#include "trainer/schedule.h"
 
 namespace driftlab {
 namespace {
@@ -45,6 +47,8 @@ TEST(TrainConfig, EachRuleNamesItsFlag) {
       {[](TrainConfig& c) { c.batch.pos_per_class = 0; }, 1, "--pos_per_class"},
       {[](TrainConfig& c) { c.batch.unc_per_class = -1; }, 1, "--unc_per_class"},
       {[](TrainConfig& c) { c.batch.classes_per_step = 0; }, 1, "--num_classes_per_step"},
+      {[](TrainConfig& c) { c.batch.guidance.alpha_max = 0.5; }, 1, "--alpha_max must be >= 1, got 0.5"},
+      {[](TrainConfig& c) { c.batch.guidance.alpha_one_frac = 1.5; }, 1, "--alpha_one_frac must lie in [0, 1], got 1.5"},
       {[](TrainConfig& c) { c.output.log_every = 0; }, 1, "--log_every"},
       {[](TrainConfig& c) { c.checkpoint.every = 0; }, 1, "--ckpt_every"},
       {[](TrainConfig& c) { c.runtime.check_sync_every = -2; }, 1, "--check_sync_every=-2"},
@@ -152,6 +156,32 @@ TEST(TrainConfig, MomentsRestartAtTheFirstStepAfterTheWarmup) {
   for (int64_t t = 0; t < 8; ++t) EXPECT_EQ(restarts_moments(o, t), t == 4) << "step " << t;
   o.tau_warmup_reset = false;
   for (int64_t t = 0; t < 8; ++t) EXPECT_FALSE(restarts_moments(o, t)) << "reset off, step " << t;
+}
+
+// schedule() is its pieces, step by step: the plan of (seed, step), the warm-up's temperatures,
+// the learning rate and the one moment restart; classes per step capped at the data's classes.
+TEST(Schedule, EveryStepIsThePlanTheTausTheLrAndTheRestart) {
+  TrainConfig c = good();
+  c.steps = 12;
+  c.optim.schedule.total = 12;
+  c.optim.schedule.warmup = 3;
+  c.optim.schedule.decay = "cosine";
+  c.objective.tau_warmup_steps = 4;
+  c.batch.classes_per_step = 3;
+  c.batch.guidance.alpha_max = 2;
+  for (int64_t t = 0; t < 12; ++t) {
+    const StepSchedule s = schedule(c, 10, t);
+    const StepPlan want = plan_step(c.seed, t, 10, 3, c.batch.guidance);
+    EXPECT_EQ(s.plan.classes, want.classes) << "step " << t;
+    EXPECT_EQ(s.plan.alphas, want.alphas) << "step " << t;
+    EXPECT_EQ(s.taus, step_taus(c.objective, t)) << "step " << t;
+    EXPECT_DOUBLE_EQ(s.lr, learning_rate(t, c.optim.schedule)) << "step " << t;
+    EXPECT_EQ(s.restart_moments, t == 4) << "step " << t;
+  }
+  EXPECT_EQ(classes_per_step(c, 10), 3);
+  EXPECT_EQ(classes_per_step(c, 2), 2);  // capped at the data set's classes
+  EXPECT_EQ(classes_per_step(c, 0), 1);  // unlabelled: one problem
+  EXPECT_EQ(schedule(c, 0, 5).plan.classes, std::vector<int64_t>{0});
 }
 
 }  // namespace

@@ -55,9 +55,10 @@ TEST(Step, EqualsAnIndependentComputationOfTheLoss) {
   comm::CommunicatorReducer reducer(comm);
   StepContext ctx = tiny_context(gen.get(), comm, reducer, 12, 10);
   ctx.seed = 7;
-  ctx.field.taus = {0.05, 0.2};
   const int64_t t = 3, K = 2, N = 12, P = 10;
-  StepPlan plan;
+  StepSchedule sched;  // what schedule() would give a step: its plan and temperatures
+  sched.taus = {0.05, 0.2};
+  StepPlan& plan = sched.plan;
   plan.classes = {3, 1};
   plan.alphas = {1.0, 1.0};
   data::StepBatch batch;
@@ -73,7 +74,7 @@ TEST(Step, EqualsAnIndependentComputationOfTheLoss) {
   EXPECT_EQ(req.pos_per_class, P);
   EXPECT_EQ(req.unc_per_class, 0);
 
-  const StepStats stats = run_step(ctx, t, plan, batch);
+  const StepStats stats = run_step(ctx, t, sched, batch);
   std::vector<torch::Tensor> grads;
   for (auto& p : gen->parameters()) grads.push_back(p.grad().clone());
 
@@ -91,7 +92,9 @@ TEST(Step, EqualsAnIndependentComputationOfTheLoss) {
   p.x = x.view({K, N, 2});
   p.y_pos = batch.positives.view({K, P, 2});
   p.y_neg = x.detach().view({K, N, 2});
-  const auto ref = drift::drift_loss(p, ctx.field);
+  drift::FieldOptions field = ctx.field;
+  field.taus = sched.taus;
+  const auto ref = drift::drift_loss(p, field);
   ref.loss.backward();
 
   ASSERT_EQ(stats.total.keys.size(), 1u);
@@ -109,17 +112,18 @@ TEST(Step, NonFiniteInputsNameTheStepAndTheSet) {
   auto gen = tiny_generator();
   comm::CommunicatorReducer reducer(comm);
   StepContext ctx = tiny_context(gen.get(), comm, reducer, 6, 5);
-  StepPlan plan;
-  plan.classes = {2};
-  plan.alphas = {1.0};
+  StepSchedule sched;
+  sched.plan.classes = {2};
+  sched.plan.alphas = {1.0};
+  sched.taus = drift::FieldOptions{}.taus;  // the field's default temperatures
   data::StepBatch batch;
   batch.step = 9;
   batch.positives = torch::randn({5, 2});
   batch.pos_total = 5;
   batch.unconditional = torch::empty({0, 2});
-  EXPECT_NO_THROW(run_step(ctx, 9, plan, batch));
+  EXPECT_NO_THROW(run_step(ctx, 9, sched, batch));
   batch.positives[3][1] = std::numeric_limits<float>::quiet_NaN();
-  const std::string msg = testing_util::user_error_of([&] { run_step(ctx, 9, plan, batch); });
+  const std::string msg = testing_util::user_error_of([&] { run_step(ctx, 9, sched, batch); });
   EXPECT_NE(msg.find("step 9"), std::string::npos) << msg;
   EXPECT_NE(msg.find("positives"), std::string::npos) << msg;
   EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
