@@ -1,10 +1,15 @@
-// Stop-signal handlers (see signals.h). Async-signal-safe: only an atomic store, or _exit.
+// Stop-signal handlers and the stop marker (see signals.h). The handler is async-signal-safe:
+// only an atomic store, or _exit.
 #include "common/signals.h"
 
 #include <csignal>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <system_error>
+
+#include "common/fileio.h"  // write_file_atomic
 
 namespace driftlab {
 namespace {
@@ -25,5 +30,15 @@ void install_stop_handlers() {
 }
 
 int stop_signal() { return g_signal.load(); }
+
+void write_stop_marker(const std::string& dir, int signal, const std::string& detail) {
+  write_file_atomic((std::filesystem::path(dir) / kStopMarker).string(),
+                    "stopped by signal " + std::to_string(signal) + detail + "\n");
+}
+
+void clear_stop_marker(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove(std::filesystem::path(dir) / kStopMarker, ec);
+}
 
 }  // namespace driftlab

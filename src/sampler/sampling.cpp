@@ -39,7 +39,6 @@ constexpr const char* kJobFile = "sampling.pbtxt";
 constexpr const char* kStageDir = ".parts";   // npz: committed units as shards, until the archive is written
 constexpr const char* kMarkDir = ".units";    // png: one marker per committed unit
 constexpr const char* kNpzName = "samples.npz";
-constexpr const char* kStoppedFile = "STOPPED";  // left by a job a signal stopped (the Slurm template requeues)
 constexpr int64_t kMaxPicturePoints = 50000;
 
 // Unit k is shard k of the output: the shard format's row rule.
@@ -129,7 +128,7 @@ std::string prepare_output(const fs::path& out, const proto::SamplingJob& job, c
       const auto diff = differences(job, have);
       if (diff.empty()) {
         remove_partials(out);
-        fs::remove(out / kStoppedFile, ec);
+        clear_stop_marker(out.string());
         return is_complete(out, job) ? "complete" : "resume";
       }
       if (!force) {
@@ -410,7 +409,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
       std::printf("wrote %lld samples to %s (%s)\n", static_cast<long long>(cfg.num_samples), cfg.out.c_str(),
                   cfg.format.c_str());
     } else {
-      write_file_atomic((out / kStoppedFile).string(), "stopped by signal " + std::to_string(stop_signal()) + "\n");
+      write_stop_marker(out.string(), stop_signal());
       std::printf("%s: incomplete (stopped); run again with the same flags to continue\n", cfg.out.c_str());
     }
   }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -36,6 +37,7 @@
 #include "trainer/schedule.h"        // schedule: plan, temperatures, lr of step t
 #include "trainer/config.h"          // TrainConfig
 #include "trainer/step.h"            // run_step: one step's computation
+#include "trainer/log_window.h"      // LogWindow: the averages of a log row
 
 
 namespace driftlab {
@@ -43,18 +45,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string format_number(double v, int precision) {
-  std::ostringstream os;
-  os.precision(precision);
-  os << v;
-  return os.str();
-}
-
-std::string join(const std::vector<double>& v, int precision = 3, const char* sep = " ") {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + format_number(v[i], precision);
-  return out;
-}
+// One group of the tensors a checkpoint holds, under a name prefix: what save() writes and
+// resume() reads back. `sliced`: every rank holds the same values and writes its 1/W slice of
+// each tensor (optimizer state); otherwise rank 0 writes them whole.
+struct TensorGroup {
+  std::string prefix;
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  bool sliced = false;
+};
 
 class Trainer {
  public:
@@ -69,6 +67,9 @@ class Trainer {
   // True when every rank passed ok = true (collective); else failed_rank_ is the lowest that did not.
   bool agree_all_ok(bool ok);
   [[noreturn]] void fail_checkpoint(const std::string& dir, int64_t next_step, const std::string& error);
+  std::vector<TensorGroup> checkpoint_tensors();
+  // The stop signal every rank agrees on at a step boundary (collective; 0: none).
+  int agreed_stop_signal();
   void write_picture(int64_t step, const std::string& name);
   void draw_picture(int64_t step, const std::string& name);
   fs::path ckpt_root() const { return fs::path(cfg_.output.run_dir) / "checkpoints"; }
@@ -96,12 +97,7 @@ class Trainer {
   int64_t classes_per_step_ = 1;  // classes_per_step(cfg_, the data set's classes), for counts and logs
   StepContext step_ctx_;
   PhaseTimes phases_;
-  // Accumulated between log rows.
-  double loss_sum_ = 0, grad_norm_sum_ = 0;
-  std::vector<double> drift_norm_sum_;
-  std::map<std::string, std::pair<double, int64_t>> spread_sum_;  // per key: sum of spread ratios, steps
-  std::vector<std::string> key_order_;                            // keys in the order of the loss
-  int64_t logged_steps_ = 0;
+  std::optional<LogWindow> log_;  // the steps since the last log row (from the first step run)
   std::string last_checkpoint_ = "none";
   int failed_rank_ = -1;
   bool pictures_ = true;  // off when the data set's samples cannot be drawn (warned once at start)
@@ -148,7 +144,6 @@ void Trainer::build() {
   step_ctx_.field.floor = cfg_.objective.floor;
   step_ctx_.field.path = cfg_.objective.path;
   step_ctx_.field.workspace = &drift_ws_;
-  drift_norm_sum_.assign(cfg_.objective.taus.size(), 0.0);
   step_ctx_.batch = cfg_.batch;
   step_ctx_.keys.per_location = cfg_.objective.keys_per_location;
   step_ctx_.keys.patch2 = step_ctx_.keys.patch4 = cfg_.objective.keys_patch;
@@ -207,16 +202,7 @@ int64_t Trainer::resume() {
                     "change only with --allow_objective_change.");
   }
   for (const auto& l : allowed) LOG(WARNING) << "resuming with a changed setting " << l;
-  ckpt::load_weights(dir, man, named_, "model/");
-  std::vector<std::pair<std::string, torch::Tensor>> ema, m, v;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    ema.emplace_back(param_names_[i], ema_->shadow()[i]);
-    m.emplace_back(param_names_[i], opt_->exp_avg()[i]);
-    v.emplace_back(param_names_[i], opt_->exp_avg_sq()[i]);
-  }
-  ckpt::load_weights(dir, man, ema, "ema/");
-  ckpt::load_weights(dir, man, m, "optim/m/");
-  ckpt::load_weights(dir, man, v, "optim/v/");
+  for (auto& g : checkpoint_tensors()) ckpt::load_weights(dir, man, g.tensors, g.prefix);
   opt_->set_steps(ckpt::read_tensor(dir, man, "optim/steps").item<int64_t>());
   last_checkpoint_ = dir;
   LOG(INFO) << "resumed from " << dir << " (step " << man.step() << ", written by " << man.world_size() << " rank(s))";
@@ -227,19 +213,17 @@ void Trainer::save(int64_t next_step) {
   Stopwatch sw;
   const std::string dir = (ckpt_root() / ckpt::step_dir_name(next_step)).string();
   std::vector<ckpt::TensorToSave> mine;
-  if (rank_ == 0) {
-    for (const auto& [name, t] : named_) mine.push_back({"model/" + name, t.detach(), {}, 0});
-    for (size_t i = 0; i < params_.size(); ++i) mine.push_back({"ema/" + param_names_[i], ema_->shadow()[i], {}, 0});
-    mine.push_back({"optim/steps", torch::tensor({opt_->steps()}, torch::kLong), {}, 0});
-  }
-  // Optimizer state is identical on every rank; each writes its 1/W slice of every tensor.
-  for (size_t i = 0; i < params_.size(); ++i) {
-    for (const auto& [prefix, t] : {std::pair<std::string, torch::Tensor>{"optim/m/", opt_->exp_avg()[i]},
-                                    std::pair<std::string, torch::Tensor>{"optim/v/", opt_->exp_avg_sq()[i]}}) {
-      const auto [b, e] = rank_slice(t.numel(), rank_, world_);
-      mine.push_back({prefix + param_names_[i], t.detach().flatten().slice(0, b, e), t.sizes().vec(), b});
+  for (const auto& g : checkpoint_tensors()) {
+    for (const auto& [name, t] : g.tensors) {
+      if (g.sliced) {
+        const auto [b, e] = rank_slice(t.numel(), rank_, world_);
+        mine.push_back({g.prefix + name, t.detach().flatten().slice(0, b, e), t.sizes().vec(), b});
+      } else if (rank_ == 0) {
+        mine.push_back({g.prefix + name, t.detach(), {}, 0});
+      }
     }
   }
+  if (rank_ == 0) mine.push_back({"optim/steps", torch::tensor({opt_->steps()}, torch::kLong), {}, 0});
   // A failed write (ENOSPC, EIO, ...) on any rank must not leave a half-written step behind nor
   // touch the previous checkpoint: every rank reports whether its shard is on disk, and on a
   // failure the step directory is removed and the job ends (fail_checkpoint).
@@ -292,6 +276,23 @@ void Trainer::save(int64_t next_step) {
   }
   last_checkpoint_ = dir;
   LOG(INFO) << "checkpoint " << dir << " committed in " << sw.seconds() << " s";
+}
+
+std::vector<TensorGroup> Trainer::checkpoint_tensors() {
+  std::vector<TensorGroup> groups{{"model/", named_, false}, {"ema/", {}, false}, {"optim/m/", {}, true}, {"optim/v/", {}, true}};
+  for (size_t i = 0; i < params_.size(); ++i) {
+    groups[1].tensors.emplace_back(param_names_[i], ema_->shadow()[i]);
+    groups[2].tensors.emplace_back(param_names_[i], opt_->exp_avg()[i]);
+    groups[3].tensors.emplace_back(param_names_[i], opt_->exp_avg_sq()[i]);
+  }
+  return groups;
+}
+
+int Trainer::agreed_stop_signal() {
+  // The signal may reach ranks at different times: every rank stops at the same step.
+  auto stop = torch::tensor({static_cast<int64_t>(stop_signal())}, torch::kLong).to(device_);
+  comm_.all_reduce_max(stop);
+  return static_cast<int>(stop.item<int64_t>());
 }
 
 bool Trainer::agree_all_ok(bool ok) {
@@ -357,19 +358,7 @@ void Trainer::step(int64_t t) {
   ema_->update(params_);
   phases_.add("optimizer", sw.seconds());
 
-  loss_sum_ += total.value;
-  grad_norm_sum_ += gnorm;
-  if (key_order_.empty())
-    for (const auto& k : total.keys) key_order_.push_back(k.name);
-  for (const auto& k : total.keys) {
-    for (size_t i = 0; i < drift_norm_sum_.size(); ++i) drift_norm_sum_[i] += k.field.raw_drift_norm[i] / total.keys.size();
-    if (std::isfinite(k.spread)) {
-      auto& acc = spread_sum_[k.name];
-      acc.first += k.spread;
-      ++acc.second;
-    }
-  }
-  ++logged_steps_;
+  log_->add(total, gnorm);
 }
 
 data::StepRequest Trainer::request(uint64_t t) {
@@ -435,72 +424,29 @@ int Trainer::run() {
     lo.first_step = static_cast<uint64_t>(start);
     loader_ = std::make_unique<data::PrefetchLoader>(data_, lo, [this](uint64_t t) { return request(t); });
   }
-  Stopwatch run_clock, log_clock;
-  int64_t since_log = 0;
+  Stopwatch run_clock;
+  log_.emplace(cfg_.objective, classes_per_step_ * cfg_.batch.gen_per_class);
   for (int64_t t = start; t < cfg_.steps; ++t) {
     step(t);
-    ++since_log;
     const int64_t done = t + 1;
+    const bool last = done == cfg_.steps;
     comm::maybe_check_sync(comm_, *gen_, done, cfg_.runtime.check_sync_every);
-    if (done % cfg_.output.log_every == 0 || done == cfg_.steps) {
-      const double secs = log_clock.seconds();
-      const double per_s = since_log * classes_per_step_ * cfg_.batch.gen_per_class / std::max(secs, 1e-9);
-      const double eta = (cfg_.steps - done) * secs / std::max<int64_t>(since_log, 1);
-      std::vector<double> dn;
-      for (double v : drift_norm_sum_) dn.push_back(v / logged_steps_);
-      std::map<std::string, double> row{{"loss", loss_sum_ / logged_steps_},
-                                        {"grad_norm", grad_norm_sum_ / logged_steps_},
-                                        {"lr", learning_rate(t, cfg_.optim.schedule)},
-                                        {"samples_per_s", per_s}};
-      for (size_t i = 0; i < dn.size(); ++i) row["drift_norm/tau_" + std::to_string(cfg_.objective.taus[i]).substr(0, 5)] = dn[i];
-      // Diversity per key: spread of the generated features over that of the real ones (1: as
-      // varied as the data; a collapse shows as a ratio falling toward 0).
-      std::string spread_text, low_key;
-      double low = std::numeric_limits<double>::infinity();
-      for (const auto& name : key_order_) {
-        auto it = spread_sum_.find(name);
-        if (it == spread_sum_.end() || it->second.second == 0) continue;
-        const double v = it->second.first / it->second.second;
-        row["spread/" + name] = v;
-        if (spread_text.empty()) spread_text = name + " " + format_number(v, 3);
-        if (v < low) low = v, low_key = name;
-      }
-      if (!low_key.empty() && low_key != key_order_.front()) spread_text += ", lowest " + low_key + " " + format_number(low, 3);
-      spread_sum_.clear();
-      const double total_time = phases_.sum();
-      for (const auto& [k, v] : phases_.totals()) row["time_share/" + k] = v / std::max(total_time, 1e-12);
-      metrics_->log(done, row);
-      LOG(INFO) << "step " << done << "/" << cfg_.steps << " loss " << row["loss"] << " drift(" << join(cfg_.objective.taus, 6, ",") << ") "
-                << (done <= cfg_.objective.tau_warmup_steps ? "[warm-up: taus x " + format_number(cfg_.objective.tau_warmup_scale, 3) + "] " : "")
-                << join(dn) << " |g| " << row["grad_norm"] << " lr " << row["lr"] << " " << static_cast<int64_t>(per_s)
-                << " samples/s" << (spread_text.empty() ? "" : " spread(gen/real) " + spread_text) << " ETA "
-                << ProgressBar::format_duration(eta);
-      loss_sum_ = grad_norm_sum_ = 0;
-      std::fill(drift_norm_sum_.begin(), drift_norm_sum_.end(), 0.0);
-      logged_steps_ = since_log = 0;
-      phases_.clear();
-      log_clock.reset();
+    if (done % cfg_.output.log_every == 0 || last) {
+      const auto row = log_->close(done, cfg_.steps, learning_rate(t, cfg_.optim.schedule), phases_);
+      metrics_->log(done, row.values);
+      LOG(INFO) << row.line;
     }
-    // Every rank must agree to stop at the same step: the signal may reach ranks at different times.
-    auto stop = torch::tensor({static_cast<int64_t>(stop_signal())}, torch::kLong).to(device_);
-    comm_.all_reduce_max(stop);
-    const int sig = static_cast<int>(stop.item<int64_t>());
-    if (sig != 0 || done % cfg_.checkpoint.every == 0 || done == cfg_.steps) save(done);
-    if (cfg_.output.image_every > 0 && done % cfg_.output.image_every == 0 && done != cfg_.steps)
+    const int sig = agreed_stop_signal();
+    if (sig != 0 || done % cfg_.checkpoint.every == 0 || last) save(done);
+    if (cfg_.output.image_every > 0 && done % cfg_.output.image_every == 0 && !last)
       write_picture(done, "samples_step" + std::to_string(done) + ".png");
     if (sig != 0) {
-      if (rank_ == 0) {
-        std::FILE* f = std::fopen((fs::path(cfg_.output.run_dir) / "STOPPED").c_str(), "w");
-        if (f) {
-          std::fprintf(f, "stopped by signal %d after step %lld\n", sig, static_cast<long long>(done));
-          std::fclose(f);
-        }
-      }
+      if (rank_ == 0) write_stop_marker(cfg_.output.run_dir, sig, " after step " + std::to_string(done));
       LOG(WARNING) << "stopped by signal " << sig << " after step " << done << "; resume with --resume=auto";
       return 0;
     }
   }
-  if (rank_ == 0) std::filesystem::remove(fs::path(cfg_.output.run_dir) / "STOPPED");
+  if (rank_ == 0) clear_stop_marker(cfg_.output.run_dir);
   write_picture(cfg_.steps, "samples.png");
   LOG(INFO) << "training finished: " << cfg_.steps - start << " steps in " << ProgressBar::format_duration(run_clock.seconds());
   return 0;
