@@ -7,7 +7,7 @@
 #     warm-up, where AdamW's moments restart (and only with --tau_warmup_reset);
 #  3. resume on another world size (2 -> 3, 3 -> 1) continues the same run;
 #  4. a step directory without manifest is ignored on resume; resume refuses changed model and
-#     objective settings, listing each (--allow_objective_change admits the objective ones); --resume=none refuses to
+#     objective settings (the warm-up's moment restart too), listing each (--allow_objective_change admits the objective ones); --resume=none refuses to
 #     overwrite a run; sampling from the result works on 1 and 3 ranks with identical output.
 # Usage: train_e2e.sh BIN_DIR   (run by ctest)
 set -euo pipefail
@@ -80,8 +80,9 @@ grep -q "already holds checkpoints" "$work/none.log" || { cat "$work/none.log"; 
 
 echo "== resume refuses changed model and objective settings, listing each; --allow_objective_change"
 if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 --resume=auto --taus=0.05 --gen_width=32 \
-    >"$work/change.log" 2>&1; then fail "resumed with a changed model"; fi
+    --tau_warmup_reset=false >"$work/change.log" 2>&1; then fail "resumed with a changed model"; fi
 grep -q -- "--gen_width: '64' -> '32'" "$work/change.log" && grep -q -- "--taus: '0.05,0.2' -> '0.05'" "$work/change.log" \
+  && grep -q -- "--tau_warmup_reset: 'true' -> 'false'" "$work/change.log" \
   || { cat "$work/change.log"; fail "the refusal does not list every difference"; }
 train 1 inc --steps=7 --resume=auto --taus=0.05 --allow_objective_change
 grep -q "resuming with a changed setting --taus" "$work/inc.log" || { cat "$work/inc.log"; fail "no warning for the allowed change"; }
