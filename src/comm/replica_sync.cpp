@@ -122,7 +122,7 @@ SyncReport check_replicas_in_sync(Communicator& comm, const torch::nn::Module& m
 }
 
 bool maybe_check_sync(Communicator& comm, const torch::nn::Module& module, int64_t step, int64_t every) {
-  DL_REQUIRE(every >= 0, "--check_sync_every=" << every << ": expected 0 (off) or a positive number of steps");
+  DL_CHECK(every >= 0, "maybe_check_sync: every must be >= 0 (the flag is validated by its tool), got " << every);
   if (every == 0 || step % every != 0) return false;
   SyncReport report = check_replicas_in_sync(comm, module);
   if (!report.in_sync()) {

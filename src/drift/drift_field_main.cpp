@@ -28,7 +28,7 @@ DEFINE_string(neg, "", "extra negatives appended after x (the negatives always s
 DEFINE_double(neg_weight, 1.0, "column weight of the extra negatives (CFG's w_unc); see also --alpha");
 DEFINE_double(alpha, 0.0, "guidance scale: when > 0, sets the extra negatives' weight to "
                           "(alpha - 1) * (N - 1) / N_extra instead of --neg_weight (needs --neg)");
-DEFINE_string(taus, "0.02,0.05,0.2", "comma-separated temperatures; one field per temperature, each "
+DEFINE_string(taus, driftlab::drift::kDefaultTaus, "comma-separated temperatures; one field per temperature, each "
                                      "normalized, then summed");
 DEFINE_bool(floor, true, "affinity floor A = sqrt(max(a_row * a_col, 1e-6)) as in the reference code");
 DEFINE_string(path, "auto", "kernel path: auto (dense when the distance matrix fits --dense_budget_mb), "
@@ -151,7 +151,7 @@ struct FieldToolConfig {
   std::string x, pos, neg;       // generated samples, positives, extra negatives (empty: none)
   double neg_weight = 1.0;       // column weight of the extra negatives
   double alpha = 0.0;            // > 0: CFG weight of the extra negatives from alpha
-  std::string taus = "0.02,0.05,0.2";
+  std::string taus = drift::kDefaultTaus;
   bool floor = true;
   std::string path = "auto";     // auto, dense or tiled
   int64_t dense_budget_mb = 1024;

@@ -58,8 +58,11 @@ Path parse_path(const std::string& name);  // "auto" | "dense" | "tiled"; UserEr
 // positive number and there is at least one.
 std::vector<double> parse_taus(const std::string& text, const std::string& flag = "--taus");
 
+// The paper's temperatures, in --taus syntax: the default of the field and of every tool's --taus.
+inline constexpr char kDefaultTaus[] = "0.02,0.05,0.2";
+
 struct FieldOptions {
-  std::vector<double> taus{0.02, 0.05, 0.2};
+  std::vector<double> taus = parse_taus(kDefaultTaus);
   // A = sqrt(max(a_row * a_col, floor_value)) as in the reference code; off: A = sqrt(a_row a_col).
   bool floor = true;
   double floor_value = 1e-6;

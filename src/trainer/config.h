@@ -30,7 +30,7 @@ struct BatchConfig {
 // The drifting objective: kernel temperatures and options, the feature keys. Its record in a
 // checkpoint is proto::ObjectiveSpec, filled from the flags of the same names.
 struct ObjectiveConfig {
-  std::vector<double> taus{0.02, 0.05, 0.2};
+  std::vector<double> taus = drift::parse_taus(drift::kDefaultTaus);
   bool floor = true;
   drift::Path path = drift::Path::kAuto;
   bool keys_per_location = true;

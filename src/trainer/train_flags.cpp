@@ -29,7 +29,7 @@ DEFINE_double(ema_decay, 0.999, "EMA decay of the weights (the sampler uses the 
 DEFINE_double(alpha_max, 4.0, "guidance: alpha is drawn in [1, alpha_max] per class");
 DEFINE_double(alpha_power, 3.0, "guidance: alpha density proportional to alpha^-alpha_power");
 DEFINE_double(alpha_one_frac, 0.0, "guidance: share of classes trained with alpha = 1");
-DEFINE_string(taus, "0.02,0.05,0.2", "drift kernel temperatures, comma separated");
+DEFINE_string(taus, driftlab::drift::kDefaultTaus, "drift kernel temperatures, comma separated");
 DEFINE_int64(tau_warmup_steps, 0, "temperature warm-up: the first this many steps use the taus times --tau_warmup_scale "
              "(broad kernels first, so far-apart modes of unlabelled data reach the generated samples before the paper's "
              "temperatures take over); 0: off");
