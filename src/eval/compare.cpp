@@ -30,7 +30,8 @@ constexpr double kDistinguishableP = 0.01, kGapSd = 3.0;
 
 // One line of the table. What "real data" means depends on the kind:
 // kTest: a permutation test (null = the U-statistic over random re-splits of generated + reference);
-// kResampled: the same metric for a real set over random splits of the reference;
+// kResampled: the same metric for a held-out real set against the same reference half, with the
+// sd of the gap between two real sets over re-splits of the generated + real rows;
 // kExpected: the V-statistic kept for older figures, next to its expectation for two real sets.
 enum class Kind { kTest, kResampled, kExpected };
 struct Row {
@@ -91,7 +92,7 @@ std::string fmt(double v, int precision = 4) {
 
 torch::Tensor flat(const torch::Tensor& t) { return t.reshape({t.size(0), -1}); }
 
-SetView rows_of(const SetView& s, const std::vector<int64_t>& idx) {
+SetView rows_of(const SetView& s, const std::vector<int64_t>& idx) {  // labels: empty when s has none
   auto i = torch::tensor(idx, torch::kLong);
   SetView out{s.x.index_select(0, i), s.labels.numel() ? s.labels.index_select(0, i) : s.labels, {}};
   if (s.features.defined()) out.features = s.features.index_select(0, i);
@@ -168,7 +169,7 @@ void write_json(const std::string& path, const data::SampleSet& gen, const data:
   };
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    const char* kind = r.kind == Kind::kTest ? "permutation test" : r.kind == Kind::kResampled ? "real-data resamples" : "V-statistic";
+    const char* kind = r.kind == Kind::kTest ? "permutation test" : r.kind == Kind::kResampled ? "real data" : "V-statistic";
     // "floor": what real data scores (the null mean, or the V-statistic's expectation).
     const double floor = r.kind == Kind::kExpected ? r.expected : r.null_mean;
     f << (i ? ", " : "") << "{\"metric\": \"" << json_escape(r.metric) << "\", \"value\": " << r.value;
@@ -246,9 +247,12 @@ int compare(const CompareConfig& config) {
   const auto pixel_tests = add_tests(flat(g), flat(a), images ? "pixels" : "", kPermutationSeed);
   if (with_clf) add_tests(gs.features, as.features, "classifier features", kFeaturePermutationSeed);
 
-  // Support, mode and feature metrics: the generated set against the first half, and real data
-  // (a random split of the pool into a reference half and a query set of the generated set's
-  // size) over the resamples.
+  // Support, mode and feature metrics, all against the reference's first half `as`: the
+  // generated set, and real data = the reference's other half cut to the generated set's size.
+  // Their noise: the generated and the real set are pooled and re-split --resamples times into two
+  // sets of that size; the sd of the difference of the two sets' scores is what a gap between the
+  // generated and the real set is made of when both come from one distribution (the reference
+  // half stays fixed, as it does for the generated set).
   const SupportContext ctx{config,
                            !images && ref->labelled() ? ref->spec().num_classes : 0,
                            gen->labelled() && ref->labelled(),
@@ -256,22 +260,38 @@ int compare(const CompareConfig& config) {
                            std::min<int64_t>({config.kid_subset_size, gn, half})};
   std::string mode_text;
   const auto gen_values = support_metrics(gs, as, ctx, &mode_text);
-  std::vector<std::vector<double>> real(gen_values.size());
+  const SetView bs = rows_of(pool, [&] {
+    std::vector<int64_t> idx(gn);
+    for (int64_t i = 0; i < gn; ++i) idx[i] = half + i;
+    return idx;
+  }());
+  const auto real_values = support_metrics(bs, as, ctx, nullptr);
+  const bool both_labelled = gs.labels.numel() > 0 && bs.labels.numel() > 0;
+  const SetView queries{torch::cat({gs.x, bs.x}), both_labelled ? torch::cat({gs.labels, bs.labels}) : torch::Tensor(),
+                        with_clf ? torch::cat({gs.features, bs.features}) : torch::Tensor()};
+  std::vector<std::vector<double>> diffs(gen_values.size());
   for (int r = 0; r < config.resamples; ++r) {
-    std::fprintf(stderr, "real-data resample %d of %d...\r", r + 1, config.resamples);
-    const auto idx = random_subset(pool.x.size(0), half + gn, kResampleSeed, r);
-    const auto ref_r = rows_of(pool, {idx.begin(), idx.begin() + half}), q_r = rows_of(pool, {idx.begin() + half, idx.end()});
-    const auto v = support_metrics(q_r, ref_r, ctx, nullptr);
-    for (size_t i = 0; i < v.size(); ++i) real[i].push_back(v[i].value);
+    std::fprintf(stderr, "real-data re-split %d of %d...\r", r + 1, config.resamples);
+    const auto first = random_subset(2 * gn, gn, kResampleSeed, r);
+    std::vector<bool> in_first(2 * gn, false);
+    for (int64_t i : first) in_first[i] = true;
+    std::vector<int64_t> second;
+    for (int64_t i = 0; i < 2 * gn; ++i)
+      if (!in_first[i]) second.push_back(i);
+    const auto v1 = support_metrics(rows_of(queries, first), as, ctx, nullptr);
+    const auto v2 = support_metrics(rows_of(queries, second), as, ctx, nullptr);
+    for (size_t i = 0; i < v1.size(); ++i) diffs[i].push_back(v1[i].value - v2[i].value);
   }
   if (config.resamples > 0) std::fprintf(stderr, "\n");
   for (size_t i = 0; i < gen_values.size(); ++i) {
     Row r{gen_values[i].metric, Kind::kResampled, gen_values[i].value};
+    r.null_mean = real_values[i].value;
     if (config.resamples > 0) {
-      const auto sp = spread_of(real[i]);
-      r.null_mean = sp.mean;
-      r.null_sd = sp.sd;
-      if (sp.sd > 0) r.z = (r.value - sp.mean) / sp.sd;
+      // The re-splits' differences have mean 0 by symmetry: their root mean square is the sd.
+      double ss = 0;
+      for (double d : diffs[i]) ss += d * d;
+      r.null_sd = std::sqrt(ss / diffs[i].size());
+      if (r.null_sd > 0) r.z = (r.value - r.null_mean) / r.null_sd;
     }
     r.sd = gen_values[i].sd;
     r.note = gen_values[i].note;
@@ -284,11 +304,10 @@ int compare(const CompareConfig& config) {
   rows.push_back(v);
 
   // The table.
-  std::printf("generated: %s (%s, %lld samples, %lld used)\nreference: %s (%lld samples: the generated set is compared with "
-              "%lld of them; real data is a random split of %lld into %lld and %lld)\n",
+  std::printf("generated: %s (%s, %lld samples, %lld used)\nreference: %s (%lld samples: %lld are the reference half, "
+              "%lld others the real set)\n",
               gen->path().c_str(), gen->format().c_str(), static_cast<long long>(gen->size()), static_cast<long long>(gn),
-              ref->path().c_str(), static_cast<long long>(ref->size()), static_cast<long long>(half),
-              static_cast<long long>(2 * half), static_cast<long long>(half), static_cast<long long>(gn));
+              ref->path().c_str(), static_cast<long long>(ref->size()), static_cast<long long>(half), static_cast<long long>(gn));
   std::printf("\nTwo-sample tests (U-statistics, 0 in expectation for one distribution; the null: %d random re-splits of "
               "the pooled rows)\n%-44s %11s %22s %8s %7s  %s\n",
               config.permutations, "metric", "generated", "null mean +- sd", "z", "p", "verdict");
@@ -305,10 +324,11 @@ int compare(const CompareConfig& config) {
                 (fmt(r.null_mean, 3) + " +- " + fmt(r.null_sd, 3)).c_str(), fmt(r.z, 3).c_str(), fmt(r.p_value, 2).c_str(),
                 verdict.c_str());
   }
-  std::printf("\nReal-data spread (each metric for a real set of %lld rows against a reference of %lld, over %d random "
-              "splits of the reference)\n%-44s %11s %22s %8s  %s\n",
+  std::printf("\nAgainst real data (the same metric for %lld held-out real rows, both against the same %lld reference rows;\n"
+              "sd: of the difference between two real sets' scores, over %d re-splits of the generated + real rows)\n"
+              "%-44s %11s %22s %8s  %s\n",
               static_cast<long long>(gn), static_cast<long long>(half), config.resamples, "metric", "generated",
-              "real: mean +- sd", "gap/sd", "note");
+              "real +- sd", "gap/sd", "note");
   std::vector<std::string> gaps;
   for (const auto& r : rows) {
     if (r.kind != Kind::kResampled) continue;

@@ -1,8 +1,9 @@
 // drift_eval compare: every sample-quality metric of a generated set against held-out real data,
 // each next to what real data scores. Energy distance and MMD^2 (unbiased U-statistics) come with a
 // permutation test (p-value, null mean and sd, z); every other metric (k-NN precision and recall,
-// mode coverage and weights, classifier Frechet distance, KID, class accuracy) comes with its mean
-// and sd for real sets of the same size over random splits of the reference. The tool parses its flags into a CompareConfig (drift_eval_main.cpp);
+// mode coverage and weights, classifier Frechet distance, KID, class accuracy) comes with the value
+// of a held-out real set of the same size against the same reference half, and the sd of the
+// difference between two such sets over re-splits of the generated and real rows. The tool parses its flags into a CompareConfig (drift_eval_main.cpp);
 // nothing here reads flags.
 //
 //   eval::CompareConfig c;
@@ -26,8 +27,8 @@ struct CompareConfig {
   int64_t max_samples = 5000;  // at most this many samples per set (pairwise metrics are quadratic); >= 10
   std::string classifier;    // images: classifier file for the Frechet distance and class accuracy; empty: none
   int permutations = 200;    // re-splits of the permutation tests (energy distance, MMD^2); 0: no test; <= 100000
-  int resamples = 5;         // random splits of the reference giving real data's spread of every other metric;
-                             // 0 or >= 2
+  int resamples = 10;        // re-splits of the generated + real query rows giving the noise of every other
+                             // metric's gap to real data; 0 or >= 2
   int kid_subsets = 100;     // images with a classifier: KID's subsets (clean-fid's default)
   int64_t kid_subset_size = 1000;  // rows per KID subset (at most the samples used)
   int knn_k = 3;             // k of the k-NN precision and recall; >= 1

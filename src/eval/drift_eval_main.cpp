@@ -22,9 +22,10 @@ DEFINE_string(classifier, "", "compare (images): a classifier file from train-cl
 DEFINE_int32(permutations, 200, "compare: random re-splits of the pooled generated + reference rows for the permutation "
              "tests of the energy distance and MMD^2 (p-value, null mean and sd, z; 0: no test). 200 at 10,000 x 10,000 "
              "points take about a minute on 2 cores");
-DEFINE_int32(resamples, 5, "compare: random splits of the reference into a reference half and a real set of the "
-             "generated set's size, scored like the generated set: real data's mean and sd of every metric that has no "
-             "permutation test (precision, recall, modes, Frechet distance, KID, class accuracy); 0: none, else >= 2");
+DEFINE_int32(resamples, 10, "compare: every metric without a permutation test (precision, recall, modes, Frechet "
+             "distance, KID, class accuracy) is also computed for held-out real rows as many as the generated ones, against "
+             "the same reference half; its noise is the sd of the difference between two such sets over this many re-splits "
+             "of the generated + real rows (0: none, else >= 2)");
 DEFINE_int32(kid_subsets, 100, "compare (images with --classifier): subsets averaged by the kernel distance (KID)");
 DEFINE_int64(kid_subset_size, 1000, "compare (images with --classifier): rows per KID subset (at most the samples used)");
 DEFINE_int32(knn_k, 3, "compare: k of the k-NN precision and recall");
@@ -84,7 +85,7 @@ void set_threads(int threads) {
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv,
       "drift_eval: sample-quality metrics next to what real data scores: permutation tests (p, z) for the energy\n"
-      "distance and MMD^2, real data's mean and sd over resamples for precision, recall, modes, Frechet, KID.\n"
+      "distance and MMD^2; precision, recall, modes, Frechet, KID next to a held-out real set and the noise of the gap.\n"
       "Usage:\n"
       "  drift_eval compare --generated=DIR --reference=DIR [--classifier=FILE] [--json=F] [--png=F]\n"
       "  drift_eval train-classifier --data=TRAIN_DIR --out=FILE [--test_data=TEST_DIR]\n",
