@@ -10,6 +10,7 @@
 #include <c10/core/CPUAllocator.h>
 #include <gflags/gflags.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "common/check.h"
 #include "common/timer.h"
@@ -48,7 +49,20 @@ struct Counted {
 class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
-  c10::DataPtr allocate(size_t n) const override {
+  // LibTorch 2.3 made Allocator::allocate non-const and added the pure virtual copy_data (used
+  // by Allocator::clone); the wrapped CPU allocator's blocks are plain memory.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  c10::DataPtr allocate(size_t n) override { return counted(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#else
+  c10::DataPtr allocate(size_t n) const override { return counted(n); }
+#endif
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+
+ private:
+  c10::DataPtr counted(size_t n) const {
     c10::DataPtr inner = base_->allocate(n);
     void* data = inner.get();
     const int64_t now = g_current += static_cast<int64_t>(n);
@@ -57,9 +71,6 @@ class CountingAllocator final : public c10::Allocator {
     }
     return {data, new Counted{std::move(inner), static_cast<int64_t>(n)}, &release, c10::Device(c10::kCPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
-
- private:
   static void release(void* ctx) {
     auto* c = static_cast<Counted*>(ctx);
     g_current -= c->bytes;

@@ -217,7 +217,9 @@ TEST(DriftFeatures, SpreadRatioFloatMatchesDouble) {
   f.pos = torch::randn({2 * 5, 24, 3, 3}) + 5.0;
   f.unc = torch::randn({2 * 2, 24, 3, 3});
   auto keys = feature_map_keys(f, "m");
-  const FeatureKey& k = find_key(keys, "m.loc");
+  // A copy (tensors share storage): bound to a reference, GCC 13+ warns -Wdangling-reference, as if
+  // the result could point into the temporary std::string of the name.
+  const FeatureKey k = find_key(keys, "m.loc");
   const Tensor got = spread_ratio(k);
   auto var = [](const Tensor& y) {
     const Tensor yd = y.to(torch::kDouble);

@@ -15,6 +15,7 @@ bin=$(cd "$1" && pwd)
 work=$(mktemp -d /tmp/driftlab_e2e.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe  # the same for Open MPI 5 (PRRTE)
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpi() { local np=$1; shift; mpirun -np "$np" --bind-to none "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
