@@ -4,8 +4,10 @@
 # count, the per-step sets and the temperature warm-up's length are smaller here), then 4,000
 # one-step samples are scored against 4,000 labelled held-out points. Asserts per mixture: no
 # mode missed, every mode's weight within a few points of the data's, energy distance (the
-# V-statistic) within a bound of its expectation for two real sets of this size (a short run: the samples sit on their modes in about the right proportions
-# but are not yet sharp).
+# V-statistic) within a bound of its expectation for two real sets of this size (a short run: the
+# samples sit on their modes in about the right proportions but are not yet sharp). The ratios
+# below were measured against the one-split floor of the time, which strays about 0.5-2x from that
+# expectation.
 #  - unequal (1200 steps, gap <= 3 points, <= 40x): six Gaussian modes with weights 0.35 .. 0.05
 #    (measured 1.3 points, 23x; 53x before AdamW's moments restarted at the warm-up's end). The recipe before issue 15 (one
 #    temperature, AdamW beta2 0.95, gradient clipping at 2, cosine decay) put every sample on one
