@@ -10,7 +10,7 @@
 # Outputs (RUN = the config's --run_dir, runs/toy2d for the checkerboard):
 #   RUN/samples.png (training picture), RUN/sampled.png (drift_sample),
 #   RUN/eval.json and RUN/compare.png (drift_eval against 20,000 held-out points: permutation tests
-#   and real data's spread; about 30 s).
+#   and real data's noise; about a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 toy=checkerboard
