@@ -260,11 +260,9 @@ int compare(const CompareConfig& config) {
                            std::min<int64_t>({config.kid_subset_size, gn, half})};
   std::string mode_text;
   const auto gen_values = support_metrics(gs, as, ctx, &mode_text);
-  const SetView bs = rows_of(pool, [&] {
-    std::vector<int64_t> idx(gn);
-    for (int64_t i = 0; i < gn; ++i) idx[i] = half + i;
-    return idx;
-  }());
+  // The reference's second half, cut to the generated set's size (pool rows half .. half + gn).
+  const SetView bs{b.slice(0, 0, gn), b_lab.numel() ? b_lab.slice(0, 0, gn) : b_lab,
+                   with_clf ? pool.features.slice(0, half, half + gn) : torch::Tensor()};
   const auto real_values = support_metrics(bs, as, ctx, nullptr);
   const bool both_labelled = gs.labels.numel() > 0 && bs.labels.numel() > 0;
   const SetView queries{torch::cat({gs.x, bs.x}), both_labelled ? torch::cat({gs.labels, bs.labels}) : torch::Tensor(),
