@@ -37,7 +37,9 @@ grep -q "^| tiny (configs/toy2d-8gaussians.flags --steps=6" "$work/out.txt" || f
 "${run[@]}" --seeds=3,4 --score-only > "$work/rescore.txt" 2>&1 || { cat "$work/rescore.txt"; fail "--score-only failed"; }
 grep -q "training" "$work/rescore.txt" && fail "--score-only trained"
 [ "$(grep -c '"train_s": null' "$results")" -eq 2 ] || fail "re-scored lines missing"
-scripts/seeds.sh --summary --runs="$work" --name=tiny 8gaussians | grep -q "4 runs (seeds 3,4,3,4)" || fail "--summary"
+# Captured first: grep -q stops reading at its match, and with pipefail the writer's broken pipe fails.
+scripts/seeds.sh --summary --runs="$work" --name=tiny 8gaussians > "$work/summary.txt" || fail "--summary failed"
+grep -q "4 runs (seeds 3,4,3,4)" "$work/summary.txt" || { cat "$work/summary.txt"; fail "--summary"; }
 # Errors name what is wrong.
 expect_error() {
   local msg=$1; shift
