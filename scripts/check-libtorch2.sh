@@ -25,6 +25,8 @@ set -euo pipefail
 
 me=check-libtorch2
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# debootstrap, in_root, the tree copy and the ctest counts, shared with scripts/gpu-bundle.sh
+. "$repo/scripts/lib/debian-root.sh"
 
 usage() {
   cat <<EOF
@@ -111,22 +113,8 @@ done
 [[ "$ctest_jobs" =~ ^[1-9][0-9]*$ ]] || die "--ctest-jobs must be a positive number, not '$ctest_jobs'"
 [[ "$niceness" =~ ^-?[0-9]+$ ]] || die "--nice must be a number, not '$niceness'"
 [ -n "$root" ] && [ "$root" != / ] || die "--root must name a folder other than /"
-[ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot and mounts need it): sudo $0 ..."
-for tool in unshare chroot mount git tar; do
-  command -v "$tool" >/dev/null || die "'$tool' not found (Debian packages util-linux, coreutils, mount, git, tar)"
-done
-if ! command -v debootstrap >/dev/null; then
-  echo "$me: debootstrap missing; installing it with apt-get" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null ||
-    die "debootstrap is missing and 'apt-get install debootstrap' failed; install it with: apt-get install debootstrap"
-fi
-[ -e "/usr/share/debootstrap/scripts/$suite" ] ||
-  die "this debootstrap does not know the suite '$suite' (/usr/share/debootstrap/scripts/$suite missing); upgrade it or use --suite"
-if [ -z "$mirror" ]; then
-  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    grep -oE '(https?|file)://[^ ]*/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
-  mirror="${mirror:-http://deb.debian.org/debian}"
-fi
+debroot_require_tools "$suite"
+[ -n "$mirror" ] || mirror=$(debroot_default_mirror)
 
 root=$(realpath -m "$root")
 src="$root/work/driftlab"
@@ -154,39 +142,9 @@ print_times() {
   printf '%s:   %-10s %6d s\n' "$me" total "$total"
 }
 
-# in_root CMD...: runs CMD in the root, in new mount and pid namespaces (mounts and leftover
-# processes vanish with them), with a clean environment. PID 1 of the namespace is a bash that
-# waits for CMD: it also reaps the orphans reparented to it (a test's killed rank whose launcher
-# has gone), which would otherwise stay zombies that `kill -0` still finds.
-in_root() {
-  unshare --mount --pid --fork --propagation private -- /bin/sh -euc '
-    r=$1; shift
-    mount -t proc proc "$r/proc"
-    mount --rbind /sys "$r/sys"
-    mount --rbind /dev "$r/dev"
-    mount -t tmpfs -o mode=1777,size=50% shm "$r/dev/shm"
-    mount -t tmpfs -o mode=1777 tmp "$r/tmp"
-    exec chroot "$r" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      DEBIAN_FRONTEND=noninteractive /bin/bash -c "\"\$@\" & wait \$!" init "$@"' sh "$root" "$@"
-}
-
 # ---- 1. the root -----------------------------------------------------------------------------
 phase root
-# debootstrap removes ROOT/debootstrap/ when it has finished; its presence means an interrupted run.
-if [ -x "$root/usr/bin/apt-get" ] && [ ! -e "$root/debootstrap" ]; then
-  echo "$me: reusing the $(cat "$root/etc/debian_version" 2>/dev/null || echo '?') root in $root"
-else
-  echo "$me: debootstrap --variant=minbase $suite $root $mirror (a few minutes)"
-  mkdir -p "$root"
-  if ! nice -n "$niceness" debootstrap --variant=minbase "$suite" "$root" "$mirror" > "$root.debootstrap.log" 2>&1; then
-    tail -n 20 "$root.debootstrap.log" >&2
-    echo "$me: error: debootstrap failed (full log: $root.debootstrap.log)" >&2; exit 1
-  fi
-fi
-cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-# No service of an installed package is started in the root.
-printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"
+debroot_make "$suite" "$mirror"
 
 # ---- 2. packages -----------------------------------------------------------------------------
 phase packages
@@ -235,22 +193,10 @@ echo "$me: LibTorch in the root: ${torch_ver:-?} (libtorch-dev $torch_pkg), $(ch
 # ---- 3. copy the working tree ----------------------------------------------------------------
 phase copy
 mkdir -p "$root/work"
-rm -rf "$src.new"; mkdir -p "$src.new"
-# Modification times are kept, so the build in the root stays incremental.
-(cd "$repo" && git ls-files -z -co --exclude-standard | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null) |
-  tar -xf - -C "$src.new"
-if [ -d "$repo/.cache/data/mnist" ]; then
-  mkdir -p "$src.new/.cache/data"
-  cp -a "$repo/.cache/data/mnist" "$src.new/.cache/data/"
-  echo "$me: MNIST copied from .cache/data/mnist"
-else
-  echo "$me: no .cache/data/mnist in the checkout: the MNIST tests will skip"
-fi
+debroot_copy_tree "$repo" "$src"
 # scripts/seeds.sh (run by the ctest seeds_e2e) takes its binaries from build/bin of the source
 # and runs scripts/build.sh (a second full build) when they are missing: point it at this build.
-mkdir -p "$src.new/build"; ln -s /work/build/bin "$src.new/build/bin"
-rm -rf "$src"; mv "$src.new" "$src"
-echo "$me: copied $(find "$src" -type f | wc -l) files into $src"
+mkdir -p "$src/build"; ln -s /work/build/bin "$src/build/bin"
 
 # ---- 4. configure ----------------------------------------------------------------------------
 phase configure
@@ -295,13 +241,8 @@ in_root nice -n "$niceness" ctest "${ctest_args[@]}" 2>&1 | tee "$root/work/ctes
 test_rc=${PIPESTATUS[0]}
 set -e
 print_times
-# Counted from ctest's line per test, so that a run cut short is counted too.
-results=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: ' "$root/work/ctest.log" || true)
-passed=$(grep -c ' Passed ' <<< "$results" || true)
-skipped=$(grep -c '\*\*\*Skipped' <<< "$results" || true)
-total=$(grep -c . <<< "$results" || true)
-failed=$((total - passed - skipped))
-failed_names=$(grep -vE ' Passed |\*\*\*Skipped' <<< "$results" | sed -n 's/.*Test *#[0-9]*: \([^ ]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//')
+IFS=$'\t' read -r counts failed_names < <(ctest_counts "$root/work/ctest.log")
+read -r passed failed skipped total <<< "$counts"
 grep -q 'tests failed out of' "$root/work/ctest.log" || echo "$me: ctest ended before its summary (status $test_rc)"
 echo "$me: LibTorch ${torch_ver:-?} (libtorch-dev $torch_pkg): $passed passed, $failed failed${failed_names:+ ($failed_names)}, $skipped skipped of $total run (excluded: ${exclude:-none}${only:+; only: $only}; log: $root/work/ctest.log)"
 [ "$test_rc" -eq 0 ] || exit 1
