@@ -216,16 +216,20 @@ make_bundle() {
   while read -r link target; do
     [ -e "$out.new$target" ] && [ ! -e "$out.new$link" ] && [ ! -L "$out.new$link" ] || continue
     mkdir -p "$(dirname "$out.new$link")"
-    ln -s "$(realpath -m --relative-to="$(dirname "$link")" "$target")" "$out.new$link"
+    ln -s "$(realpath -m -s --relative-to="$(dirname "$link")" "$target")" "$out.new$link"
   done < <(cat "$out.new"/control/*/postinst 2>/dev/null | sed -e ':a' -e '/\\$/N; s/\\\n//; ta' |
-    grep -oE -- '--(install|slave) +[^ ]+ +[^ ]+ +[^ ]+' | awk '{print $2, $4}' | sort -u -k1,1)
+    grep -oE -- '--(install|slave) +[^ ]+ +[^ ]+ +[^ ]+' | awk '{print $2, $4}')
   rm -rf "$out.new/control"
   # Not needed to build or run: documentation, manual pages, Fortran and C++-binding wrappers,
   # the HDF5 tools other than h5dump, static libraries (GoogleTest's and benchmark_main are
   # only static), Open MPI's Fortran libraries and Java.
   rm -rf "$L/fortran" "$U/share/doc" "$U/share/man" "$U/share/info" "$U/share/lintian" "$U/share/bug" \
     "$U/share/doc-base" "$U/share/locale" "$U/share/bash-completion" "$out.new/etc/init.d"
-  find "$out.new" -name '*.a' ! -name 'libgtest*.a' ! -name 'libgmock*.a' ! -name 'libbenchmark*.a' -delete
+  # (Static libraries a CMake package file names, as gflags' gflags_static, must stay.)
+  local keep_a
+  keep_a=$(find "$out.new" -name '*.cmake' -exec grep -ohE 'lib[A-Za-z0-9_+.-]+\.a\b' {} + 2>/dev/null | sort -u)
+  find "$out.new" -name '*.a' ! -name 'libgtest*.a' ! -name 'libgmock*.a' ! -name 'libbenchmark*.a' -print |
+    while read -r f; do grep -qxF "$(basename "$f")" <<< "$keep_a" || rm -f "$f"; done
   find "$L/openmpi/lib" \( -name 'libmpi_mpifh*' -o -name 'libmpi_usempi*' -o -name 'libompitrace*' -o -name '*.mod' \
     -o -name 'libmpi_java*' -o -name 'mpi.jar' \) -exec rm -rf {} + 2>/dev/null || true
   find "$U/bin" \( -name 'h5*' ! -name 'h5dump' ! -name 'h5cc' ! -name 'h5c++' \) -delete 2>/dev/null || true
@@ -233,11 +237,21 @@ make_bundle() {
   find "$out.new" -xtype l -delete   # links into what was removed
   # pkg-config files: prefix relative to their own folder (${pcfiledir}), so they work wherever
   # the bundle lies.
+  # A link to a .pc file in another folder becomes a copy (${pcfiledir} is the link's folder).
   local pc rel
+  while IFS= read -r pc; do
+    [ "$(dirname "$(realpath "$pc")")" = "$(realpath "$(dirname "$pc")")" ] || cp --remove-destination "$(realpath "$pc")" "$pc"
+  done < <(find "$out.new" -name '*.pc' -type l)
   while IFS= read -r pc; do
     rel=$(realpath -m --relative-to="$(dirname "$pc")" "$U")
     sed -i -E "s#(^[a-z_]+=|[ =]|-I|-L)/usr(/|\$| )#\1\${pcfiledir}/$rel\2#g" "$pc"
   done < <(find "$out.new" -name '*.pc' -type f)
+  # CMake package files that name /usr/share (glog's module path for FindUnwind): relative too.
+  local cm
+  while IFS= read -r cm; do
+    rel=$(realpath -m -s --relative-to="$(dirname "$cm")" "$U")
+    sed -i "s#\"/usr/share/#\"\${CMAKE_CURRENT_LIST_DIR}/$rel/share/#g" "$cm"
+  done < <(grep -rl '"/usr/share/' --include='*.cmake' "$out.new" || true)
   write_env "$out.new"
   for p in "${wanted[@]}"; do
     dpkg-deb -f "$(ls "$debs/${p}"_*.deb | head -n 1)" Package Version | paste -sd' '
