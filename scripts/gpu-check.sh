@@ -104,7 +104,7 @@ say() { echo "$me: $*" | tee -a "$log"; }
 names=(); statuses=(); secs=(); details=(); numbers=()
 cur=""; cur_t0=0; cur_nums=""
 begin() { cur=$1; cur_t0=$(date +%s); cur_nums=""; say "---- phase $cur ($(date +%H:%M:%S))"; }
-num() { cur_nums+="${cur_nums:+, }\"$1\": $2"; say "  $1 = $2"; }   # num KEY JSON-VALUE
+num() { local v=${2:-null}; cur_nums+="${cur_nums:+, }\"$1\": $v"; say "  $1 = $v"; }   # num KEY JSON-VALUE
 json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr '\n\t' '  '; }
 end() {  # end STATUS DETAIL
   local t; t=$(( $(date +%s) - cur_t0 ))
@@ -170,6 +170,10 @@ print("prefix", torch.utils.cmake_prefix_path)' 2>&1) && py="python3 torch $(awk
   fi
 fi
 smi1=$(head -n 1 <<< "$smi")
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+num glibc "\"${glibc:-?}\""
+[ -z "$glibc" ] || [ "$(printf '%s\n' 2.36 "$glibc" | sort -V | head -n 1)" = 2.36 ] ||
+  say "  warning: glibc $glibc is older than the bundle's Debian 12 (2.36): its programs and libraries may not load"
 machine_json="\"host\": \"$(hostname)\", \"cores\": $(nproc), \"gpus\": $gpus, \"torch\": \"$(json_str "${torch_ver:-none}")\", \"torch_cuda_available\": \"$torch_cuda\", \"torch_cxx11_abi\": \"${torch_abi:-?}\", \"bundle\": \"$(json_str "$bundle")\""
 say "GPUs: $gpus ($smi1); torch: ${torch_ver:-none} (cuda available: $torch_cuda, C++11 ABI: ${torch_abi:-?}); Torch_DIR: ${torch_dir:-found by CMake}; NCCL: ${nccl_root:-not found}"
 [ "$torch_abi" != 0 ] || say "  warning: this LibTorch uses the old C++ ABI (_GLIBCXX_USE_CXX11_ABI=0); the bundle's glog/gflags/protobuf use the new one, so linking will fail"
@@ -247,8 +251,9 @@ fi
 if needs nccl_comm 1; then
   begin nccl_comm
   if run "$(limit 90)" nccl_comm "$B/comm_bench" --backend=nccl --max_bytes=$((64 << 20)) --trials=3 --sync_iters=5 --collective_timeout=60; then
-    bw=$(grep -E '^ *[0-9]+' "$out/nccl_comm.log" | tail -n 1 | awk '{print $NF}')
-    num last_sweep_value "\"$(json_str "${bw:-?}")\""
+    bw=$(grep -E '^ +[0-9]+ +[0-9]+ ' "$out/nccl_comm.log" | tail -n 1 | awk '{print $1, $4}')
+    num allreduce_bytes "${bw% *}"; num allreduce_algbw_GBps "${bw#* }"
+    num grad_sync_mlp_bucketed_ms "$(grep -m1 -A3 'gradient sync, MLP' "$out/nccl_comm.log" | sed -n 's/.*all started at once : *\([0-9.]*\) ms.*/\1/p')"
     end pass "all-reduce sweep and gradient buckets over NCCL at world 1, watchdog on (output in $out/nccl_comm.log)"
   else end fail "see $out/nccl_comm.log"; fi
 fi
