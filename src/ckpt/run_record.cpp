@@ -168,6 +168,7 @@ KeyValues flat_record(const proto::RunConfig& c) {
   for (const auto& [k, v] : to_map(c.encoder(), "enc_"))
     if (k != "enc_kind" && k != "enc_path") m[k] = v;
   for (const auto& [k, v] : to_map(c.objective(), "")) m[k] = v;
+  if (!c.precision().empty()) m["precision"] = c.precision();
   return m;
 }
 

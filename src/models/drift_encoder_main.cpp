@@ -39,6 +39,10 @@ DEFINE_int64(finetune_steps, 0, "pretrain: classifier fine-tuning steps after MA
 DEFINE_double(finetune_lr, 1e-3, "pretrain: fine-tuning learning rate");
 DEFINE_int32(threads, 0, "CPU threads for LibTorch (0: all cores)");
 DEFINE_string(device, "cpu", "cpu or cuda[:N]");
+DEFINE_string(precision, "auto", "pretrain: arithmetic of the encoder's and decoder's passes: auto (bf16 where the "
+              "hardware computes in it: CPUs with AVX512-BF16 or AMX-BF16, GPUs of compute capability 8.0 or newer; "
+              "else fp32), fp32, or bf16 (autocast; losses, weights, optimizer state and EMA stay fp32; the held-out "
+              "loss is computed in fp32)");
 
 namespace {
 
@@ -83,6 +87,7 @@ models::EncoderPretrainConfig pretrain_config_from_flags() {
   c.mae.finetune_steps = FLAGS_finetune_steps;
   c.mae.finetune_lr = FLAGS_finetune_lr;
   c.device = FLAGS_device;
+  c.precision = FLAGS_precision;
   c.threads = FLAGS_threads;
   return c;
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "common/precision.h"
 #include "common/text.h"
 #include "models/seeded_init.h"
 
@@ -98,9 +99,11 @@ BasicBlockImpl::BasicBlockImpl(int64_t cin, int64_t cout, int64_t stride, int64_
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
-  auto h = torch::relu(n1_(c1_(x)));
-  h = n2_(c2_(h));
-  return torch::relu(h + (proj_ ? proj_norm_(proj_(x)) : x));
+  // GroupNorm in fp32: under bf16 autocast the convolutions give bf16, which LibTorch 1.13's CPU
+  // GroupNorm does not take with fp32 weights; the statistics are better in fp32 anyway.
+  auto h = torch::relu(n1_(as_fp32(c1_(x))));
+  h = n2_(as_fp32(c2_(h)));
+  return torch::relu(h + (proj_ ? proj_norm_(as_fp32(proj_(x))) : x));
 }
 
 ResNetEncoderImpl::ResNetEncoderImpl(EncoderConfig cfg) : cfg_(std::move(cfg)) {
@@ -130,7 +133,7 @@ std::vector<torch::Tensor> ResNetEncoderImpl::forward(const torch::Tensor& x) {
   DL_REQUIRE(x.dim() == 4 && x.size(1) == cfg_.in_channels,
              "resnet encoder input: expected [B, " << cfg_.in_channels << ", H, W], got " << shape_string(x.sizes()));
   std::vector<torch::Tensor> maps;
-  auto h = torch::relu(stem_norm_(stem_(x)));
+  auto h = torch::relu(stem_norm_(as_fp32(stem_(x))));
   for (auto& stage : stages_) {
     const auto n = static_cast<int64_t>(stage.size());
     for (int64_t b = 0; b < n; ++b) {

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "common/precision.h"
 #include "models/seeded_init.h"
 
 namespace driftlab::models {
@@ -67,7 +68,15 @@ class MlpGeneratorImpl : public GeneratorImpl {
   torch::Tensor generate(const torch::Tensor& noise, const torch::Tensor& labels, const torch::Tensor& alpha,
                          const torch::Tensor&) override {
     auto cond = class_emb_(labels) + alpha_mlp_->forward(sinusoidal_embedding(alpha * kAlphaScale, kMlpFreqDim));
-    auto out = net_->forward(torch::cat({noise, cond}, 1));
+    // Every layer but the output one (in fp32 under bf16 autocast: see Fp32Scope).
+    auto h = torch::cat({noise, cond}, 1);
+    auto layer = net_->begin();
+    for (size_t i = 0; i + 1 < net_->size(); ++i, ++layer) h = layer->forward(h);
+    torch::Tensor out;
+    {
+      Fp32Scope fp32;
+      out = layer->forward(as_fp32(h));
+    }
     std::vector<int64_t> shape{noise.size(0)};
     shape.insert(shape.end(), cfg_.sample_shape.begin(), cfg_.sample_shape.end());
     return out.view(shape);
@@ -97,9 +106,9 @@ class FilmResBlockImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cond) {
     auto ss = film_(cond).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
-    auto h = n1_(x) * (1 + ss[0]) + ss[1];
+    auto h = n1_(as_fp32(x)) * (1 + ss[0]) + ss[1];  // GroupNorm in fp32 (see encoders.cpp)
     h = c1_(torch::silu(h));
-    h = c2_(torch::silu(n2_(h)));
+    h = c2_(torch::silu(n2_(as_fp32(h))));
     return (skip_ ? skip_(x) : x) + h;
   }
 
@@ -137,7 +146,8 @@ class ConvGeneratorImpl : public GeneratorImpl {
     h = b0_(h, cond);
     h = b1_(torch::upsample_nearest2d(h, {2 * h4_, 2 * w4_}), cond);
     h = b2_(torch::upsample_nearest2d(h, {4 * h4_, 4 * w4_}), cond);
-    return out_(torch::silu(out_norm_(h)));
+    Fp32Scope fp32;  // the output layer in fp32 under bf16 autocast
+    return out_(torch::silu(out_norm_(as_fp32(h))));
   }
 
  private:
@@ -291,7 +301,10 @@ class DitGeneratorImpl : public GeneratorImpl {
     auto cos = cos_.to(x.device(), x.scalar_type()), sin = sin_.to(x.device(), x.scalar_type());
     for (auto& blk : blocks_) x = blk(x, c, cos, sin);
     auto m = final_ada_(torch::silu(c)).unsqueeze(1).chunk(2, -1);
-    x = final_linear_(rms_norm(x) * (1 + m[1]) + m[0]);
+    {
+      Fp32Scope fp32;  // the output layer in fp32 under bf16 autocast
+      x = final_linear_(as_fp32(rms_norm(x) * (1 + m[1]) + m[0]));
+    }
     x = x.narrow(1, cfg_.context_tokens, gh_ * gw_);  // drop the in-context tokens
     // [B, gh*gw, p*p*C] -> [B, C, gh*p, gw*p]
     return x.view({b, gh_, gw_, p, p, ch}).permute({0, 5, 1, 3, 2, 4}).reshape({b, ch, gh_ * p, gw_ * p});

@@ -70,7 +70,7 @@ torch::Tensor MaeDecoderImpl::forward(const std::vector<torch::Tensor>& stage_ou
       y = torch::upsample_bilinear2d(y, {h, w}, /*align_corners=*/false);
     sum = sum.defined() ? sum + y : y;
   }
-  return head2_(torch::relu(head_norm_(head1_(sum))));
+  return head2_(torch::relu(head_norm_(as_fp32(head1_(sum)))));
 }
 
 torch::Tensor mae_mask(uint64_t seed, uint64_t step, int64_t first_index, int64_t batch, int64_t h, int64_t w,
@@ -86,11 +86,15 @@ torch::Tensor mae_mask(uint64_t seed, uint64_t step, int64_t first_index, int64_
 }
 
 torch::Tensor mae_loss(ResNetEncoderImpl& enc, MaeDecoderImpl& dec, const torch::Tensor& images,
-                       const torch::Tensor& mask) {
-  auto maps = enc.forward(images * (1 - mask));
-  std::vector<torch::Tensor> stages;
-  for (auto i : enc.stage_output_indices()) stages.push_back(maps[i]);
-  auto pred = dec.forward(stages, images.size(2), images.size(3));
+                       const torch::Tensor& mask, Precision precision) {
+  torch::Tensor pred;
+  {
+    AutocastScope autocast(precision, images.device());
+    auto maps = enc.forward(images * (1 - mask));
+    std::vector<torch::Tensor> stages;
+    for (auto i : enc.stage_output_indices()) stages.push_back(maps[i]);
+    pred = as_fp32(dec.forward(stages, images.size(2), images.size(3)));
+  }
   auto m = mask.expand_as(images);
   // Only hidden pixels count: reconstructing visible ones would teach the encoder nothing.
   return ((pred - images).pow(2) * m).sum() / m.sum().clamp_min(1.0);
@@ -139,7 +143,7 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
       auto mask = mae_mask(o.seed, static_cast<uint64_t>(step), b.first_index, images.size(0), images.size(2),
                            images.size(3), o.mask_patch, o.mask_prob)
                       .to(o.device);
-      auto loss = mae_loss(enc, *dec, images, mask);
+      auto loss = mae_loss(enc, *dec, images, mask, o.precision);
       zero_grad(params);
       loss.backward();
       opt.step(o.lr);
@@ -186,7 +190,11 @@ MaeReport pretrain_mae(ResNetEncoderImpl& enc, const MaeOptions& o, const MaeBat
                  "classifier fine-tuning needs labels [B] for every batch (step " << step << ")");
       auto images = b.images.to(o.device, torch::kFloat);
       auto labels = b.labels.to(o.device, torch::kLong);
-      auto logits = head(enc.forward(images).back().mean({2, 3}));
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(o.precision, o.device);
+        logits = as_fp32(head(enc.forward(images).back().mean({2, 3})));
+      }
       auto loss = torch::nn::functional::cross_entropy(logits, labels);
       if (step >= o.finetune_steps - tail) {
         // Scored before the update on this batch: an estimate of accuracy on unseen data.

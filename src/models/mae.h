@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/precision.h"
 #include "models/encoders.h"
 
 namespace driftlab::models {
@@ -42,6 +43,7 @@ struct MaeOptions {
   double finetune_lr = 1e-3;
   int64_t num_classes = 0;       // classifier outputs (fine-tuning only)
   torch::Device device = torch::kCPU;
+  Precision precision = Precision::kFp32;  // forward passes under bf16 autocast; the losses in fp32
   torch::Tensor eval_images;     // optional held-out [N, C, H, W]: MAE loss before and after
 };
 
@@ -79,11 +81,13 @@ TORCH_MODULE(MaeDecoder);
 torch::Tensor mae_mask(uint64_t seed, uint64_t step, int64_t first_index, int64_t batch, int64_t h, int64_t w,
                        int64_t patch, double mask_prob);
 
-// Mean squared error over the hidden pixels of `images` reconstructed from the masked input.
+// Mean squared error over the hidden pixels of `images` reconstructed from the masked input; the
+// networks run in `precision`, the error in fp32.
 torch::Tensor mae_loss(ResNetEncoderImpl& enc, MaeDecoderImpl& dec, const torch::Tensor& images,
-                       const torch::Tensor& mask);
+                       const torch::Tensor& mask, Precision precision = Precision::kFp32);
 
-// Masked-pixel MSE of enc + dec on o.eval_images with the fixed held-out masks.
+// Masked-pixel MSE of enc + dec on o.eval_images with the fixed held-out masks, in fp32 whatever
+// o.precision (comparable across precisions).
 double heldout_loss(ResNetEncoderImpl& enc, MaeDecoderImpl& dec, const MaeOptions& o);
 
 // Trains `enc` (and a fresh decoder) for opts.steps steps; on return `enc` holds the EMA weights.

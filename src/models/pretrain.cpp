@@ -46,7 +46,7 @@ void validate(const EncoderPretrainConfig& c) {
   DL_REQUIRE(c.max_images >= 0, "--max_images=" << c.max_images << ": expected >= 0 (0: all)");
   DL_REQUIRE(c.holdout >= 0, "--holdout=" << c.holdout << ": expected >= 0");
   DL_REQUIRE(c.threads >= 0, "--threads=" << c.threads << ": expected >= 0 (0: all cores)");
-  parse_device(c.device);
+  resolve_precision(c.precision, parse_device(c.device));  // names --precision when it is not auto, fp32 or bf16
   validate(c.mae);
 }
 
@@ -121,6 +121,9 @@ int pretrain_encoder(const EncoderPretrainConfig& c) {
   MaeOptions o = c.mae;
   o.num_classes = num_classes;
   o.device = device;
+  const PrecisionChoice precision = resolve_precision(c.precision, device);
+  o.precision = precision.precision;
+  LOG(INFO) << "precision: " << precision.reason;
   if (holdout > 0) o.eval_images = held;
 
   const int64_t bs = c.batch_size;

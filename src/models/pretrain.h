@@ -36,6 +36,7 @@ struct EncoderPretrainConfig {
   // choice's), logging, fine-tuning. num_classes, device and eval_images are set by the work.
   MaeOptions mae;
   std::string device = "cpu";  // cpu or cuda[:N]
+  std::string precision = "auto";  // auto | fp32 | bf16 (common/precision.h)
   int threads = 0;             // LibTorch intra-op threads, set by the tool before the work; 0: all cores
 };
 

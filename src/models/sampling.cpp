@@ -11,11 +11,12 @@ namespace driftlab::models {
 
 torch::Tensor generate(GeneratorImpl& gen, uint64_t seed, rng::Stream stream, uint64_t step,
                        int64_t first_index, const torch::Tensor& labels, const torch::Tensor& alpha,
-                       int64_t batch, torch::Device device) {
+                       int64_t batch, torch::Device device, Precision precision) {
   DL_REQUIRE(labels.dim() == 1 && alpha.dim() == 1 && labels.size(0) == alpha.size(0),
              "sampling: labels and alpha must be [m] tensors of one length, got " << labels.sizes() << " and " << alpha.sizes());
   DL_REQUIRE(batch > 0, "sampling: batch size must be positive, got " << batch);
   torch::NoGradGuard no_grad;
+  AutocastScope autocast(precision, device);
   const bool was_training = gen.is_training();
   gen.eval();
   std::vector<torch::Tensor> out;

@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include "common/precision.h"
 #include "common/rng.h"
 #include "models/generators.h"
 
@@ -13,9 +14,11 @@ namespace driftlab::models {
 
 // Samples for global indices [first_index, first_index + labels.size(0)), noise drawn from
 // (seed, stream, step, index). labels int64 [m] (num_classes = unconditional), alpha float [m].
-// Runs under NoGrad in batches of at most `batch` rows; returns float32 [m, sample_shape...] on CPU.
+// Runs under NoGrad in batches of at most `batch` rows, in `precision` (bf16: autocast, the output
+// layer in fp32); returns float32 [m, sample_shape...] on CPU.
 torch::Tensor generate(GeneratorImpl& gen, uint64_t seed, rng::Stream stream, uint64_t step,
                        int64_t first_index, const torch::Tensor& labels, const torch::Tensor& alpha,
-                       int64_t batch = 256, torch::Device device = torch::kCPU);
+                       int64_t batch = 256, torch::Device device = torch::kCPU,
+                       Precision precision = Precision::kFp32);
 
 }  // namespace driftlab::models

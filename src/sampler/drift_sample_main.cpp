@@ -34,6 +34,9 @@ DEFINE_int32(picture_count, 64, "images shown in OUT.png (2-D data: up to 50000 
 DEFINE_int32(sample_threads, 0, "intra-op threads per rank (0: cores / ranks on the node)");
 DEFINE_string(device, "auto", "where the generator runs: auto (the rank's local GPU when this build has CUDA and one is "
               "visible, else the CPU), cpu, cuda (the local GPU: local rank mod the visible devices) or cuda:N");
+DEFINE_string(precision, "auto", "the generator's arithmetic: auto (the precision the checkpoint was trained in, where "
+              "this device computes in it; else fp32), fp32, or bf16 (autocast; the output layer stays fp32). Part of "
+              "the job's identity: an output made in another precision is not resumed");
 
 int main(int argc, char** argv) {
   return driftlab::run_tool(argc, argv,
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
         c.ema = FLAGS_ema;
         c.picture_count = FLAGS_picture_count;
         c.device = FLAGS_device;
+        c.precision = FLAGS_precision;
         return sampler::run_sampling(c, *comm);
       });
 }

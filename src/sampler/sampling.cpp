@@ -74,6 +74,10 @@ bool is_complete(const fs::path& out, const proto::SamplingJob& job) {
   return pending_units(out, job).empty();
 }
 
+Precision job_precision(const proto::SamplingJob& job) {
+  return job.precision() == "bf16" ? Precision::kBf16 : Precision::kFp32;
+}
+
 std::string text_of(const proto::SamplingJob& job) {
   std::string s;
   google::protobuf::TextFormat::PrintToString(job, &s);
@@ -82,7 +86,9 @@ std::string text_of(const proto::SamplingJob& job) {
 
 // Every field that determines the contents and differs (the checkpoint's path and the version of
 // driftlab that wrote the record do not count: a moved run directory still resumes).
-std::vector<std::string> differences(const proto::SamplingJob& want, const proto::SamplingJob& have) {
+std::vector<std::string> differences(const proto::SamplingJob& want, const proto::SamplingJob& have_record) {
+  proto::SamplingJob have = have_record;
+  if (have.precision().empty()) have.set_precision("fp32");  // written before mixed precision
   return ckpt::field_differences(have, want, "", {"checkpoint", "driftlab_version", "dataset_id"});
 }
 
@@ -181,7 +187,7 @@ void write_unit(const fs::path& out, const proto::SamplingJob& job, const data::
     const int64_t rows = std::min<int64_t>(job.batch_size(), n - at);
     auto lab = labels.slice(0, at, at + rows);
     auto x = models::generate(gen, job.sample_seed(), rng::Stream::kSample, 0, first + at, lab,
-                              alpha.slice(0, at, at + rows), job.batch_size(), device);
+                              alpha.slice(0, at, at + rows), job.batch_size(), device, job_precision(job));
     if (shard) shard->append_decoded(x, labelled ? lab : torch::Tensor());
     else data::write_png_samples(out.string(), spec, first + at, job.num_samples(), x, lab);
     bar.add(rows);
@@ -222,7 +228,7 @@ void write_picture(const fs::path& out, const proto::SamplingJob& job, const dat
     const auto classes = class_of_samples(job.classes(), spec.num_classes > 0 ? gen.config().num_classes : 0,
                                           gen.null_class(), job.sample_seed(), 0, shown, class_counts);
     auto samples = models::generate(gen, job.sample_seed(), rng::Stream::kSample, 0, 0, torch::tensor(classes, torch::kLong),
-                                    torch::full({shown}, job.alpha()), job.batch_size(), device);
+                                    torch::full({shown}, job.alpha()), job.batch_size(), device, job_precision(job));
     const int cols = spec.num_classes > 0 && job.classes() == "all"
                          ? static_cast<int>(std::min<int64_t>(spec.num_classes, shown)) : 0;
     const std::string png = out.string() + ".png";
@@ -239,6 +245,8 @@ void validate(const SampleConfig& c) {
   DL_REQUIRE(c.num_samples >= 1, "--num_samples must be >= 1, got " << c.num_samples);
   DL_REQUIRE(!c.out.empty(), "--out is required: the output folder");
   DL_REQUIRE(c.alpha >= 1.0, "--alpha must be >= 1, got " << c.alpha);
+  DL_REQUIRE(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",
+             "--precision=" << c.precision << ": expected auto, fp32 or bf16");
   DL_REQUIRE(c.batch_size >= 1, "--batch_size must be >= 1, got " << c.batch_size);
   DL_REQUIRE(c.format == "h5" || c.format == "png" || c.format == "npz",
              "--format=" << c.format << ": expected h5, png or npz");
@@ -320,6 +328,15 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   ckpt::load_weights(dir, man, params, cfg.ema ? "ema/" : "model/");
   ckpt::load_weights(dir, man, buffers, "model/");
   gen->to(device);
+  // auto: as trained (the run record's precision), where this device computes in it.
+  PrecisionChoice precision = resolve_precision(cfg.precision, device);
+  if (cfg.precision == "auto") {
+    const std::string trained = man.config().precision().empty() ? "fp32" : man.config().precision();
+    if (trained == "fp32") precision = {Precision::kFp32, "fp32 (--precision=auto: the checkpoint was trained in fp32)"};
+    else if (precision.precision == Precision::kBf16)
+      precision.reason = "bf16 autocast (--precision=auto: the checkpoint was trained in bf16)";
+    else precision.reason += "; the checkpoint was trained in bf16";
+  }
   const std::vector<int64_t> counts(man.config().class_counts().begin(), man.config().class_counts().end());
   if (spec.num_classes > 0 && cfg.classes == "prior" && counts.empty() && rank == 0)
     LOG(WARNING) << "checkpoint " << dir << " has no class prior (written before driftlab recorded one): "
@@ -341,6 +358,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   job.set_units(cfg.units > 0 ? cfg.units
                               : static_cast<int>(std::min<int64_t>(cfg.num_samples, (cfg.num_samples + cfg.unit_size - 1) / cfg.unit_size)));
   for (const auto& [k, v] : data::spec_to_map(spec)) (*job.mutable_dataset())[k] = v;
+  job.set_precision(precision_name(precision.precision));
   job.set_dataset_id(data::dataset_id_of(text_of(job)));
   job.set_driftlab_version(DRIFTLAB_VERSION);
   const fs::path out(cfg.out);
@@ -370,6 +388,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
                            : state == "resume" ? "resuming: " + std::to_string(job.units() - static_cast<int>(pending.size())) +
                                                      " unit(s) committed, " + std::to_string(pending.size()) + " to do"
                                                : "starting");
+  if (rank == 0) LOG(INFO) << "precision: " << precision.reason;
   comm.barrier();  // every rank has listed the pending units before any rank writes one
   if (all_done) return 0;
 

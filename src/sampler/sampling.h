@@ -35,6 +35,7 @@ struct SampleConfig {
   bool ema = true;
   int picture_count = 64;          // images in OUT.png (points: up to 50 000)
   std::string device = "auto";     // auto, cpu, cuda, cuda:N
+  std::string precision = "auto";  // auto, fp32, bf16 (common/precision.h)
 };
 
 // UserError naming the flag for any bad value.

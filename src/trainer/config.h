@@ -75,6 +75,9 @@ struct RuntimeConfig {
   int64_t check_sync_every = 0;  // replica check every this many steps (0: never)
   // Deadline of every collective in seconds (0: off); heartbeat records in run_dir/watchdog.
   double collective_timeout = 600;
+  // auto | fp32 | bf16 (common/precision.h): the networks' forward passes under bf16 autocast;
+  // the field, the loss, weights, optimizer state and EMA stay fp32.
+  std::string precision = "auto";
 };
 
 struct TrainConfig {

@@ -42,10 +42,17 @@ std::vector<torch::Tensor> gather_in_order(comm::Communicator& comm, const std::
   return out;
 }
 
+// The encoder's feature maps of x, in fp32 whatever the precision of the pass.
 std::vector<torch::Tensor> encode(const StepContext& ctx, const torch::Tensor& x, bool grad) {
   if (!ctx.encoder) return {};
   torch::AutoGradMode mode(grad);
-  return ctx.encoder->forward(x);
+  std::vector<torch::Tensor> maps;
+  {
+    AutocastScope autocast(ctx.precision, ctx.device);
+    maps = ctx.encoder->forward(x);
+  }
+  for (auto& m : maps) m = as_fp32(m);
+  return maps;
 }
 
 // gen[0] is the raw output; gen[1..] the encoder's feature maps.
@@ -141,9 +148,14 @@ StepStats run_step(const StepContext& ctx, int64_t t, const StepSchedule& s, con
     labels.insert(labels.end(), n, label);
     alphas.insert(alphas.end(), n, guided ? static_cast<float>(plan.alphas[k]) : 1.0f);
   }
-  auto x = ctx.gen->forward(torch::cat(noise).to(ctx.device), torch::tensor(labels, torch::kLong).to(ctx.device),
-                            torch::tensor(alphas).to(ctx.device),
-                            style.empty() ? torch::Tensor() : torch::cat(style).to(ctx.device));
+  torch::Tensor x;
+  {
+    AutocastScope autocast(ctx.precision, ctx.device);
+    x = ctx.gen->forward(torch::cat(noise).to(ctx.device), torch::tensor(labels, torch::kLong).to(ctx.device),
+                         torch::tensor(alphas).to(ctx.device),
+                         style.empty() ? torch::Tensor() : torch::cat(style).to(ctx.device));
+  }
+  x = as_fp32(x);
   ph.add("generator", sw.seconds());
 
   sw.reset();

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include "comm/communicator.h"
+#include "common/precision.h"
 #include "common/timer.h"
 #include "data/loader.h"
 #include "drift/features.h"
@@ -36,6 +37,9 @@ struct StepContext {
   comm::Communicator* comm = nullptr;      // the gathers of features (a world of one: no copies)
   drift::Reducer* reducer = nullptr;       // the field's global reductions; null: one process
   torch::Device device = torch::kCPU;
+  // The networks' forward passes (and so their backward) in this precision; their outputs are
+  // cast to fp32 before the keys, the field and the loss.
+  Precision precision = Precision::kFp32;
 };
 
 struct StepStats {

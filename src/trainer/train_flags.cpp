@@ -52,6 +52,10 @@ DEFINE_bool(allow_objective_change, false, "resume even when objective settings 
             "--drift_floor, --keys_*, per-class set sizes, --num_classes_per_step, --alpha_*, --tau_warmup_*) differ from the "
             "checkpoint's (each change warned); the model must still match");
 DEFINE_int32(threads, 0, "intra-op threads per rank (0: $DRIFTLAB_THREADS, else cores / ranks on the node)");
+DEFINE_string(precision, "auto", "arithmetic of the generator's and encoder's forward and backward passes: auto (bf16 "
+              "where the hardware computes in it: CPUs with AVX512-BF16 or AMX-BF16, GPUs of compute capability 8.0 or "
+              "newer; else fp32), fp32, or bf16 (autocast; the drift field, its temperatures' softmaxes, the feature "
+              "keys' statistics, the loss, weights, optimizer state, EMA and checkpoints stay fp32)");
 DEFINE_string(backend, "auto", "communicator: auto (NCCL with CUDA, else MPI), mpi or nccl");
 DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for class-conditional image data");
 DEFINE_double(picture_alpha, 1.0, "pictures: guidance scale of the samples drawn");
@@ -187,6 +191,7 @@ TrainConfig train_config_from_flags() {
 
   c.runtime.threads = FLAGS_threads;
   c.runtime.backend = FLAGS_backend;
+  c.runtime.precision = FLAGS_precision;
   c.runtime.prefetch = FLAGS_prefetch;
   c.runtime.check_sync_every = FLAGS_check_sync_every;
   c.runtime.collective_timeout = FLAGS_collective_timeout;

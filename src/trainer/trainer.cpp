@@ -16,6 +16,7 @@
 #include "common/check.h"            // DL_REQUIRE, UserError
 #include "common/progress.h"         // ProgressBar::format_duration
 #include "common/rng.h"              // counter-based draws
+#include "common/speed_reference.h"  // the GEMM GFLOP/s logged beside step times
 #include "common/timer.h"            // Stopwatch, PhaseTimes
 #include "data/reader.h"             // ShardSet
 #include "data/loader.h"             // the global per-step draw of real samples, prefetching
@@ -125,6 +126,8 @@ void Trainer::build() {
   // and the data's schema, typed; the flags as given beside them. The sampler rebuilds exactly
   // this model from it, and resume compares like with like, field by field.
   run_record_ = make_run_record(cfg_, gen_cfg_, enc_cfg, spec);
+  const PrecisionChoice precision = resolve_precision(cfg_.runtime.precision, device_);
+  run_record_.set_precision(precision_name(precision.precision));
   enc_ = models::make_frozen_encoder(enc_cfg);
   gen_->to(device_);
   ema_gen_->to(device_);
@@ -154,6 +157,7 @@ void Trainer::build() {
   step_ctx_.comm = &comm_;
   step_ctx_.reducer = &reducer_;
   step_ctx_.device = device_;
+  step_ctx_.precision = precision.precision;
   metrics_ = std::make_unique<MetricsWriter>(cfg_.output.run_dir, rank_ == 0);
   // Side outputs never stop a run: a shape the picture writer cannot draw is found here, once.
   if (const std::string why = data::picture_unsupported(spec); !why.empty()) {
@@ -167,6 +171,9 @@ void Trainer::build() {
   LOG(INFO) << "world: " << world_ << " rank(s) over " << comm_.backend() << ", " << torch::get_num_threads()
             << " thread(s) per rank; per step " << classes_per_step_ << " class(es) x " << cfg_.batch.gen_per_class
             << " generated, " << cfg_.batch.pos_per_class << " positives, " << cfg_.batch.unc_per_class << " unconditional";
+  LOG(INFO) << "precision: " << precision.reason;
+  // Step times are comparable across machines and days only beside the machine's speed now.
+  LOG(INFO) << "speed reference: " << measure_gemm_reference(device_).describe();
 }
 
 int64_t Trainer::resume() {

@@ -10,6 +10,7 @@
 #include "common/check.h"
 #include "models/config.h"
 #include "models/generators.h"
+#include "models/sampling.h"
 
 namespace driftlab::models {
 namespace {
@@ -153,6 +154,26 @@ TEST(Generators, OutputShapesSmall) {
     want.insert(want.end(), cs.cfg.sample_shape.begin(), cs.cfg.sample_shape.end());
     EXPECT_EQ(y.sizes().vec(), want) << cs.cfg.to_text();
     EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+  }
+}
+
+// Sampling in bf16 (autocast, the output layer in fp32): float32 samples close to the fp32 ones,
+// not rounded to bf16's 8 bits (most values are not representable in bf16).
+TEST(Generators, Bf16SamplesAreFp32AndCloseToTheFp32Ones) {
+  for (const auto& cfg : {mlp_config(), conv_config()}) {
+    auto g = make_generator(cfg);
+    const int64_t m = 40;
+    const auto labels = torch::arange(m, torch::kLong) % std::max<int64_t>(1, cfg.num_classes);
+    const auto alpha = torch::full({m}, 1.5);
+    const auto x32 = generate(*g, 9, rng::Stream::kSample, 0, 0, labels, alpha, 16, torch::kCPU, Precision::kFp32);
+    const auto x16 = generate(*g, 9, rng::Stream::kSample, 0, 0, labels, alpha, 16, torch::kCPU, Precision::kBf16);
+    ASSERT_EQ(x16.scalar_type(), torch::kFloat) << cfg.arch;
+    ASSERT_EQ(x16.sizes(), x32.sizes()) << cfg.arch;
+    EXPECT_FALSE(torch::equal(x16, x32)) << cfg.arch << ": bf16 gave the fp32 samples";
+    const double rel = ((x16 - x32).norm() / x32.norm()).item<double>();
+    EXPECT_LT(rel, 0.03) << cfg.arch;
+    const double on_bf16_grid = (x16 == x16.to(torch::kBFloat16).to(torch::kFloat)).to(torch::kFloat).mean().item<double>();
+    EXPECT_LT(on_bf16_grid, 0.5) << cfg.arch << ": the samples look rounded to bf16";
   }
 }
 
