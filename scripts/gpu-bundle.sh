@@ -49,11 +49,12 @@ Options:
   --clean-build     --prove removes its build folder first.
   -h, --help        this text.
 
-Packages (Debian 12 names): $(echo "${explicit_packages[*]}" | fold -s -w 80 | sed '2,$s/^/  /')
-Not carried: LibTorch, CUDA, NCCL (the GPU machine's), and the runtime libraries of the base
-set: Priority required/important packages and those build-essential, cmake, ninja-build and
-python3 pull in; also the parts of Open MPI's dependencies only some hardware needs
-($(echo "${dropped_packages[*]}")).
+Packages (Debian 12 names), with their runtime dependencies:
+$(echo "${explicit_packages[*]}" | fold -s -w 94 | sed 's/^/  /')
+Not carried: LibTorch, CUDA, NCCL (the GPU machine's); the base set (packages of priority
+required/important and what ${base_seeds[*]} pull in); and what one node
+never needs (remote launch over ssh, hwloc's X11/OpenCL plugins, Fortran, account tools):
+$(echo "${dropped_packages[*]}" | fold -s -w 94 | sed 's/^/  /')
 
 The target must have glibc and libstdc++ at least as new as Debian 12's (the script prints the
 highest GLIBC_ and GLIBCXX_ versions the bundle needs), and LibTorch built with the C++11 ABI.

@@ -55,8 +55,10 @@ Options:
                     .cache/data/mnist of the checkout); missing files: the synthetic set.
   --steps N         training steps of each train phase (default 30).
   --jobs N          compile jobs (default: number of cores).
-  --budget S        seconds for the whole check (default 480; 0: none); a phase gets at most what
-                    is left, and one that would get under 10 s is skipped.
+  --budget S        seconds for the whole check (default 480; --dry-run: 0, none); a phase gets at
+                    most what is left, and one that would get under 10 s is skipped.
+  --slow F          multiply every phase's own time limit by F (default 1; e.g. 10 for a dry run on
+                    a 2-core machine, where the build alone takes 15 min).
   -h, --help        this text.
 
 Exit status: 0 every phase passed or skipped, 1 a phase failed, 2 bad usage, 3 no GPU found.
@@ -64,7 +66,7 @@ EOF
 }
 
 out=""; dry_run=0; bundle="$repo/out/gpu-bundle"; torch_dir=""; nccl_root=""; mnist="$repo/.cache/data/mnist"
-steps=30; jobs=$(nproc); budget=480; budget_set=0
+steps=30; jobs=$(nproc); budget=480; budget_set=0; slow=1
 die() { echo "$me: error: $*" >&2; exit 2; }
 need_arg() { [ "$#" -ge 2 ] && [ -n "${2+x}" ] || die "option $1 needs a value (see --help)"; }
 while [ "$#" -gt 0 ]; do
@@ -77,6 +79,7 @@ while [ "$#" -gt 0 ]; do
     --steps) need_arg "$@"; steps="$2"; shift 2 ;;
     --jobs|-j) need_arg "$@"; jobs="$2"; shift 2 ;;
     --budget) need_arg "$@"; budget="$2"; budget_set=1; shift 2 ;;
+    --slow) need_arg "$@"; slow="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) [ -z "$out" ] || die "one OUT_DIR expected, got '$out' and '$1'"; out="$1"; shift ;;
@@ -86,6 +89,7 @@ done
 [[ "$steps" =~ ^[1-9][0-9]*$ ]] && [ "$steps" -ge 6 ] || die "--steps must be a number >= 6, not '$steps'"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "--jobs must be a positive number, not '$jobs'"
 [[ "$budget" =~ ^[0-9]+$ ]] || die "--budget must be a number of seconds, not '$budget'"
+[[ "$slow" =~ ^[1-9][0-9]*$ ]] || die "--slow must be a positive whole number, not '$slow'"
 [ "$dry_run" -eq 0 ] || [ "$budget_set" -eq 1 ] || budget=0   # a dry run on a small CPU machine builds for long
 if [ "$bundle" != none ]; then
   [ -f "$bundle/env.sh" ] || die "--bundle $bundle: no env.sh there (make it with scripts/gpu-bundle.sh $bundle, or --bundle none)"
@@ -97,7 +101,7 @@ mkdir -p "$out" || die "cannot make OUT_DIR $out"
 out=$(cd "$out" && pwd)
 log="$out/check.log"; summary="$out/summary.json"; bld="$out/build"; work="$out/work"
 : > "$log"
-t_start=$(date +%s)
+t_start=$(date +%s); timed_out=""
 say() { echo "$me: $*" | tee -a "$log"; }
 
 # ---- phases and the summary ------------------------------------------------------------------
@@ -129,9 +133,10 @@ write_summary() {
 }
 # limit WANTED: seconds a phase may run (WANTED, capped by what is left of --budget); 0: no time.
 limit() {
-  [ "$budget" -gt 0 ] || { echo "$1"; return; }
+  local want=$(( $1 * slow ))
+  [ "$budget" -gt 0 ] || { echo "$want"; return; }
   local left=$(( budget - ($(date +%s) - t_start) ))
-  if [ "$left" -lt 10 ]; then echo 0; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+  if [ "$left" -lt 10 ]; then echo 0; elif [ "$left" -lt "$want" ]; then echo "$left"; else echo "$want"; fi
 }
 # run SECONDS LOGNAME CMD...: CMD under timeout, its output in OUT_DIR/LOGNAME.log and check.log.
 run() {
@@ -141,7 +146,8 @@ run() {
   timeout -k 10 "$t" "$@" > "$out/$name.log" 2>&1
   local rc=$?
   cat "$out/$name.log" >> "$log"
-  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || say "  timed out after $t s: $*"
+  timed_out=""
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { timed_out="timed out after $t s; "; say "  timed out after $t s: $*"; }
   return "$rc"
 }
 
@@ -217,9 +223,9 @@ elif run "$t" configure cmake "${args[@]}"; then
   targets=(drift_data drift_train drift_sample drift_ckpt test_comm comm_bench)
   if [ "$t" -eq 0 ]; then end skip "no time left"
   elif run "$t" build cmake --build "$bld" -j"$jobs" --target "${targets[@]}"; then built=1; end pass "${targets[*]}"
-  else end fail "see $out/build.log: $(grep -m1 -E 'error' "$out/build.log" | cut -c1-200)"; fi
+  else end fail "${timed_out}see $out/build.log: $(grep -m1 -E 'error' "$out/build.log" | cut -c1-200)"; fi
 else
-  end fail "see $out/configure.log: $(grep -m1 -A2 'CMake Error' "$out/configure.log" | tr '\n' ' ' | cut -c1-300)"
+  end fail "${timed_out}see $out/configure.log: $(grep -m1 -A2 'CMake Error' "$out/configure.log" | tr '\n' ' ' | cut -c1-300)"
 fi
 B="$bld/bin"
 
@@ -246,7 +252,7 @@ if needs nccl_raw 1; then
   if run "$(limit 60)" nccl_raw "$B/test_comm" --gtest_filter='RawNccl.*'; then
     if grep -q '\[  SKIPPED \]' "$out/nccl_raw.log"; then end fail "RawNccl skipped: $(grep -m1 -i 'needs' "$out/nccl_raw.log")"
     else end pass "RawNccl.AllReduceAndVaryingGatherOnDevices at world 1"; fi
-  else end fail "see $out/nccl_raw.log"; fi
+  else end fail "${timed_out}see $out/nccl_raw.log"; fi
 fi
 if needs nccl_comm 1; then
   begin nccl_comm
@@ -255,14 +261,14 @@ if needs nccl_comm 1; then
     num allreduce_bytes "${bw% *}"; num allreduce_algbw_GBps "${bw#* }"
     num grad_sync_mlp_bucketed_ms "$(grep -m1 -A3 'gradient sync, MLP' "$out/nccl_comm.log" | sed -n 's/.*all started at once : *\([0-9.]*\) ms.*/\1/p')"
     end pass "all-reduce sweep and gradient buckets over NCCL at world 1, watchdog on (output in $out/nccl_comm.log)"
-  else end fail "see $out/nccl_comm.log"; fi
+  else end fail "${timed_out}see $out/nccl_comm.log"; fi
 fi
 if needs mpi_world2 0; then
   begin mpi_world2
   if run "$(limit 90)" mpi_world2 env CUDA_VISIBLE_DEVICES= mpirun -np 2 --bind-to none "$B/comm_bench" --backend=mpi \
       --max_bytes=$((4 << 20)) --bytes_per_trial=$((16 << 20)) --trials=2 --sync_iters=3 --small_tensors=256 --watchdog_iters=200; then
     end pass "the bundle's mpirun, 2 ranks, MPI backend (CPU tensors)"
-  else end fail "see $out/mpi_world2.log"; fi
+  else end fail "${timed_out}see $out/mpi_world2.log"; fi
 fi
 skip field_cuda "no tool or test runs the drift field on CUDA tensors: drift_field has no --device flag and tests/drift runs on the CPU only"
 skip watchdog_stop "the watchdog's CUDA-event expiry needs NCCL between 2 ranks, i.e. 2 GPUs, and no test stops a rank of an NCCL job; its polling without expiry ran in nccl_comm"
@@ -325,7 +331,7 @@ elif needs train_cpu 0; then
   if train train_cpu "$(limit 150)" env CUDA_VISIBLE_DEVICES= "$B/drift_train" --backend=mpi; then
     cpu_ok=1; num samples_per_s "$(rate "$work/train_cpu")"; num loss_first "$(losses "$work/train_cpu" | head -n 1)"
     num loss_last "$(losses "$work/train_cpu" | tail -n 1)"; end pass "device cpu, 1 process"
-  else end fail "see $out/train_cpu.log"; fi
+  else end fail "${timed_out}see $out/train_cpu.log"; fi
 fi
 if [ "$data_ok" -eq 0 ]; then skip train_nccl1 "no data"
 elif needs train_nccl1 1; then
@@ -344,7 +350,7 @@ elif needs train_nccl1 1; then
       if awk -v a="$r1" -v b="$rl" 'BEGIN {exit !(a <= 0.01 && b <= 0.10)}'; then end pass "cuda, NCCL, 1 rank; losses within 1% (step 1) and 10% (last 5) of the CPU run"
       else end fail "losses differ from the CPU run: step 1 by $r1, last 5 by $rl (tolerance 0.01, 0.10)"; fi
     else end pass "cuda, NCCL, 1 rank; no CPU reference (train_cpu failed)"; fi
-  else gpu_mem_stop train_nccl1 >/dev/null; end fail "see $out/train_nccl1.log"; fi
+  else gpu_mem_stop train_nccl1 >/dev/null; end fail "${timed_out}see $out/train_nccl1.log"; fi
 fi
 if [ "$data_ok" -eq 0 ]; then skip train_mpi2 "no data"
 elif needs train_mpi2 0; then
@@ -353,7 +359,7 @@ elif needs train_mpi2 0; then
     num samples_per_s "$(rate "$work/train_mpi2")"; num loss_last "$(losses "$work/train_mpi2" | tail -n 1)"
     dev=$(grep -m1 -oE 'world: .*' "$out/train_mpi2.log" | cut -c1-120)
     end pass "2 ranks over MPI; the MPI backend computes on the CPU (drift_train has no --device: the device follows the backend) [$dev]"
-  else end fail "see $out/train_mpi2.log"; fi
+  else end fail "${timed_out}see $out/train_mpi2.log"; fi
 fi
 
 # ---- sampling --------------------------------------------------------------------------------
@@ -372,7 +378,7 @@ elif needs sample_cuda 0; then
   t0=$(date +%s.%N)
   run "$(limit 60)" sample_cpu "$B/drift_sample" "${common[@]}" --device=cpu --out="$work/sample_cpu" || ok=0
   num cpu_seconds "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')"
-  if [ "$ok" -eq 0 ]; then end fail "see $out/sample_cuda.log, $out/sample_cpu.log"
+  if [ "$ok" -eq 0 ]; then end fail "${timed_out}see $out/sample_cuda.log, $out/sample_cpu.log"
   elif [ "$have_gpu" -eq 0 ]; then end pass "--device=cpu only (--dry-run); from $ckpt"
   else
     diff=$(python3 -c 'import sys, numpy as np
