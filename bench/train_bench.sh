@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Training throughput benchmark (prints figures; not a test). For each config it trains 2*S steps
 # on 1 and on 2 ranks and reports, from the second window of S steps (the first one holds the
-# warm-up), samples/s, the ratio to 1 rank, and the share of step time in each phase that
-# drift_train measures (metrics.jsonl time_share/*).
+# warm-up), samples/s, the ratio to the first row of the same config file, the share of step
+# time in each phase that drift_train measures (metrics.jsonl time_share/*), and the GEMM speed
+# reference drift_train measured at its start (fp32 1024^3 GFLOP/s, same threads): this VM's
+# speed varies about 2x between days, so compare samples/s only within one run or per GFLOP/s.
 #   bench/train_bench.sh [S=20] [config[@flag,flag...] ...]
-#   default: configs/toy2d.flags, configs/mnist.flags (every key of the paper, as shipped) and the
-#   same with the global keys only (configs/mnist.flags@--keys_per_location=false,--keys_patch=false:
-#   the baseline of the keys' cost)
+#   default: configs/toy2d.flags and configs/mnist.flags (every key of the paper, as shipped), each
+#   in fp32 (@--precision=fp32: the path before mixed precision) and as shipped (--precision=auto:
+#   bf16 autocast where the CPU has AVX512-BF16 or AMX-BF16). Other useful rows: the global-keys
+#   baseline configs/mnist.flags@--keys_per_location=false,--keys_patch=false. When the
+#   plain_step_bench program is built, the MNIST step written in plain LibTorch is timed after.
 # Needs the data sets and encoder of those configs (scripts/demo.sh and scripts/mnist.sh make them).
 # Binaries: $DRIFTLAB_BIN (default build/bin).
 set -euo pipefail
@@ -15,7 +19,7 @@ steps=${1:-20}
 shift || true
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] ||
-  configs=(configs/toy2d.flags configs/mnist.flags "configs/mnist.flags@--keys_per_location=false,--keys_patch=false")
+  configs=(configs/toy2d.flags@--precision=fp32 configs/toy2d.flags configs/mnist.flags@--precision=fp32 configs/mnist.flags)
 case "$steps" in ''|*[!0-9]*) echo "train_bench: S must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
 bin=${DRIFTLAB_BIN:-build/bin}
 [ -x "$bin/drift_train" ] || { echo "train_bench: $bin/drift_train missing; build first (scripts/build.sh)" >&2; exit 1; }
@@ -27,20 +31,21 @@ cores=$(nproc)
 # value of "key" in a one-line JSON object
 field() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" <<<"$1"; }
 
-printf '%-26s %5s %8s %12s %8s' config ranks threads samples/s vs_1rank
+printf '%-26s %5s %8s %12s %9s %9s' config ranks threads samples/s vs_first GFLOP/s
 phases=(data generator encoder communication drift backward optimizer)
 for p in "${phases[@]}"; do printf ' %13s' "$p"; done
 printf '\n'
+declare -A base_of  # samples/s of the first row of each config file: the ratios' baseline
 for entry in "${configs[@]}"; do
   cfg=${entry%%@*}
   extra=()
   label=$(basename "$cfg")
   if [ "$entry" != "$cfg" ]; then
     IFS=, read -r -a extra <<<"${entry#*@}"
-    case "$entry" in *keys_per_location=false*) label="$label-global-keys" ;; *keys*) label="$label+keys" ;; *) label="$label+flags" ;; esac
+    case "$entry" in *keys_per_location=false*) label="$label-global-keys" ;; *keys*) label="$label+keys" ;;
+      *precision=fp32*) label="$label-fp32" ;; *precision=bf16*) label="$label-bf16" ;; *) label="$label+flags" ;; esac
   fi
   [ -f "$cfg" ] || { echo "train_bench: config $cfg not found" >&2; exit 2; }
-  base=""
   for w in 1 2; do
     run="$tmp/$label-w$w"
     threads=$(( cores / w )); [ "$threads" -ge 1 ] || threads=1
@@ -53,11 +58,20 @@ for entry in "${configs[@]}"; do
     fi
     row=$(tail -n 1 "$run/metrics.jsonl")
     sps=$(field "$row" samples_per_s)
-    [ -n "$base" ] || base=$sps
-    printf '%-26s %5d %8d %12.1f %7.2fx' "$label" "$w" "$threads" "$sps" "$(awk -v a="$sps" -v b="$base" 'BEGIN{print a/b}')"
+    [ -n "${base_of[$cfg]:-}" ] || base_of[$cfg]=$sps
+    gflops=$(sed -n 's/.*speed reference: .* product: \([0-9.]*\) GFLOP\/s.*/\1/p' "$run.log" | head -n 1)
+    printf '%-26s %5d %8d %12.1f %8.2fx %9s' "$label" "$w" "$threads" "$sps" \
+      "$(awk -v a="$sps" -v b="${base_of[$cfg]}" 'BEGIN{print a/b}')" "${gflops:-?}"
     for p in "${phases[@]}"; do
       v=$(field "$row" "time_share\\/$p"); printf ' %12.1f%%' "$(awk -v x="${v:-0}" 'BEGIN{print 100*x}')"
     done
     printf '\n'
   done
 done
+# The same MNIST step written plainly in LibTorch (tensor ops for keys and field, autograd
+# through everything) beside driftlab's step, in one process: bench/plain_step.cpp.
+if [ -x "$bin/plain_step_bench" ] && [ -f .cache/encoders/mnist-mae.pt ]; then
+  echo
+  echo "MNIST step, plain LibTorch vs driftlab (bench/plain_step.cpp, $cores threads):"
+  "$bin/plain_step_bench" --steps="$steps" --threads="$cores"
+fi

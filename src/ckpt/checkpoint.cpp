@@ -370,6 +370,7 @@ std::string describe(const proto::Manifest& m, bool with_flags) {
   os << "cursors: seed " << m.cursors().seed() << ", next step " << m.cursors().next_step()
      << ", samples seen " << m.cursors().samples_seen() << "\n";
   if (!m.config().model_description().empty()) os << "model: " << m.config().model_description() << "\n";
+  os << "precision: " << (m.config().precision().empty() ? "fp32 (not recorded)" : m.config().precision()) << "\n";
   uint64_t total = 0;
   for (const auto& e : m.tensors()) total += e.nbytes();
   os << "shards: " << m.shards_size() << ", tensors: " << tensor_names(m).size() << " (" << m.tensors_size()

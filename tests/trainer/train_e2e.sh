@@ -24,10 +24,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$bin/drift_data" toy 8gaussians --out="$work/toy8" --num=4000 --seed=4 --labels --progress=false >/dev/null
 
 common=(--data="$work/toy" --gen_width=64 --gen_depth=2 --gen_per_class=48 --pos_per_class=40 --taus=0.05,0.2
-        --lr=1e-2 --log_every=2 --image_every=0 --ckpt_every=3 --keep_last=5 --threads=1 --prefetch=1)
+        --lr=1e-2 --log_every=2 --image_every=0 --ckpt_every=3 --keep_last=5 --threads=1 --prefetch=1 --precision=fp32)
 train() { local np=$1 dir=$2; shift 2; mpi "$np" "$bin/drift_train" "${common[@]}" --run_dir="$work/$dir" "$@" >"$work/$dir.log" 2>&1 || { cat "$work/$dir.log"; fail "training $dir on $np ranks"; }; }
 # Different world sizes reduce floats in another order; Adam turns that into parameter
 # differences far below one update (lr 1e-2): 1e-4 is 1% of one step, a real bug moves ~1e-2.
+# These contracts are fp32's (--precision=fp32 above); bf16 has its own section below.
 tol=1e-4
 ck() { echo "$work/$1/checkpoints/step_$(printf %08d "$2")"; }
 cmp_ck() { "$bin/drift_ckpt" compare "$1" "$2" --tol="$3" ${4:+--prefix=$4} || fail "compare $1 $2 (tol $3)"; }
@@ -61,6 +62,40 @@ cmp_ck "$(ck w1 6)" "$(ck wun 6)" 0 optim/steps  # no restart: 6 updates
 train 1 wur --steps=3 --tau_warmup_steps=3
 train 1 wur --steps=6 --tau_warmup_steps=3 --resume=auto
 cmp_ck "$(ck wu 6)" "$(ck wur 6)" 0
+
+echo "== bf16 autocast (--precision=bf16): bit-for-bit resume, world-size invariance of the losses, the record"
+# bf16 rounds each product's output: a last-bit difference of the fp32 accumulation (another
+# world size, another blocking) becomes a bf16 step, and Adam's first updates (about lr x sign
+# of the gradient) carry it into the weights (0.016-0.025 here, as far as fp32 is from bf16).
+# So across world sizes the losses are compared (measured within 4e-5 relative); resume on the
+# same world size stays bit-for-bit.
+train 1 b1 --steps=6 --precision=bf16
+grep -q "precision: bf16 autocast (--precision=bf16)" "$work/b1.log" || fail "bf16 not logged"
+"$bin/drift_ckpt" inspect "$(ck b1 6)" > "$work/b1.inspect"  # to a file: grep -q would cut the pipe
+grep -q "^precision: bf16$" "$work/b1.inspect" || fail "the record does not say bf16"
+train 1 b1r --steps=3 --precision=bf16
+train 1 b1r --steps=6 --precision=bf16 --resume=auto
+cmp_ck "$(ck b1 6)" "$(ck b1r 6)" 0
+train 2 b2 --steps=6 --precision=bf16
+train 2 b2r --steps=3 --precision=bf16
+train 2 b2r --steps=6 --precision=bf16 --resume=auto
+cmp_ck "$(ck b2 6)" "$(ck b2r 6)" 0
+train 3 b3 --steps=6 --precision=bf16
+losses() { python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["loss"]) for l in open(sys.argv[1]) if "\"loss\"" in l))' "$work/$1/metrics.jsonl"; }
+python3 - "$(losses b1)" "$(losses b2)" "$(losses b3)" "$(losses w1)" <<'PY' || fail "bf16 losses differ across world sizes"
+import sys
+b1, b2, b3, f1 = ([float(v) for v in a.split()] for a in sys.argv[1:])
+assert len(b1) == len(b2) == len(b3) == 3, (b1, b2, b3)
+worst = max(abs(x - y) / abs(y) for other in (b2, b3) for x, y in zip(other, b1))
+print(f"bf16 losses, 1 vs 2 and 3 ranks: largest relative difference {worst:.2e}")
+assert worst < 2e-4, worst
+assert b1 != f1, "bf16 and fp32 gave the same losses: autocast did not take effect"
+PY
+# A precision change on resume is allowed and warned (the model and the objective are the same).
+train 1 b1r --steps=7 --resume=auto --precision=fp32
+grep -q "precision: 'bf16' -> 'fp32'" "$work/b1r.log" || { cat "$work/b1r.log"; fail "no warning for the precision change"; }
+"$bin/drift_ckpt" inspect "$(ck b1r 7)" > "$work/b1r.inspect"
+grep -q "^precision: fp32$" "$work/b1r.inspect" || fail "the resumed record does not say fp32"
 
 echo "== resume on another world size (2 -> 3, 3 -> 1)"
 train 2 x23 --steps=3
