@@ -279,7 +279,7 @@ make_bundle() {
 # write_env DIR: DIR/env.sh, which finds its own folder, so the bundle can be moved or unpacked
 # anywhere. Open MPI's compiled-in paths (/usr/...) are replaced through OPAL_PREFIX and the
 # OPAL_* install-directory variables (help files, MCA components, wrapper data, mca-params.conf),
-# PMIx's through PMIX_INSTALL_PREFIX; HDF5 is found by CMake through HDF5_ROOT (Debian keeps it
+# PMIx's (Debian's prefix: lib/<arch>/pmix2) through PMIX_INSTALL_PREFIX; HDF5 is found by CMake through HDF5_ROOT (Debian keeps it
 # in lib/<arch>/hdf5/serial), MPI through the relocated mpicc on PATH.
 write_env() {
   cat > "$1/env.sh" <<EOF
@@ -305,8 +305,10 @@ export OPAL_DATADIR=\$_u/share
 export OPAL_PKGDATADIR=\$_u/share/openmpi
 export OPAL_PKGLIBDIR=\$_l/openmpi/lib/openmpi3
 export OPAL_SYSCONFDIR=\$_b/etc/openmpi
-export PMIX_INSTALL_PREFIX=\$_u
-export PMIX_PREFIX=\$_u
+export PMIX_INSTALL_PREFIX=\$_l/pmix2
+# Open MPI 4's launcher refuses to start, even on one node, when its remote agent (ssh or rsh)
+# is missing; a bare machine has neither. 'false' is never run for local ranks.
+command -v ssh >/dev/null 2>&1 || command -v rsh >/dev/null 2>&1 || export OMPI_MCA_plm_rsh_agent=\${OMPI_MCA_plm_rsh_agent:-false}
 unset _b _u _l
 EOF
 }
