@@ -245,12 +245,24 @@ void weighted_sums(const T* A, const TileShape& s, int64_t a_gstride, const T* y
         const T* vn = vp + D;
         T* __restrict v = V + g * v_gstride + (i0 + q) * D;
         T vsq = 0;
+        // S_neg vp - S_pos vn (the -x terms of the mean shifts cancel), written so that (1) a
+        // fused multiply-add still gives exactly 0 when the two blocks are equal (both forms are
+        // then 0 x a + b x 0), and (2) the side with the smaller affinity sum carries no O(1)
+        // terms: far from every positive (sp, vp ~ 1e-16 while sn, vn ~ 1) the form with sn x
+        // (vp - vn) cancelled two O(1) products and left their rounding error (~1e-7), not the
+        // field (~1e-16), which the per-temperature normalisation then blew up to unit size.
+        if (sp <= sn) {
 #pragma omp simd reduction(+ : vsq)
-        for (int64_t k = 0; k < D; ++k) {
-          // S_neg vp - S_pos vn (the -x terms of the mean shifts cancel), written so that a fused
-          // multiply-add still gives exactly 0 when the two blocks are equal.
-          v[k] = sn * (vp[k] - vn[k]) + (sn - sp) * vn[k];
-          vsq += v[k] * v[k];
+          for (int64_t k = 0; k < D; ++k) {
+            v[k] = (sn - sp) * vp[k] + sp * (vp[k] - vn[k]);
+            vsq += v[k] * v[k];
+          }
+        } else {
+#pragma omp simd reduction(+ : vsq)
+          for (int64_t k = 0; k < D; ++k) {
+            v[k] = sn * (vp[k] - vn[k]) + (sn - sp) * vn[k];
+            vsq += v[k] * v[k];
+          }
         }
         a2[0] += static_cast<double>(vsq);
         a2[1] += std::sqrt(static_cast<double>(vsq));

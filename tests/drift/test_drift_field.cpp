@@ -518,6 +518,37 @@ TEST(DriftExtreme, AllPointsFarApartAndFarFromOrigin) {
   expect_matches(drift_field(prob(xd, yd, xd.clone()), o), reference(xd, yd, xd, {}, {}, o), xd, 1e-6);
 }
 
+// Positives far from every generated row (the start of training, samples between far modes):
+// at tau 0.02 their affinities are ~1e-17 of the negatives', and so is the raw field; each
+// temperature's field is then normalised to unit size, so it must be the tiny field itself,
+// not the rounding error of the O(1) negative terms. float32 (fused loops and the tensor-op
+// chain) against the float64 reference; also with the sides swapped (negatives far).
+TEST(DriftExtreme, PositivesFarFromEveryGeneratedRow) {
+  torch::manual_seed(41);
+  const Tensor near = torch::randn({2, 24, 6}, torch::kDouble);
+  const Tensor x = near.narrow(1, 0, 12), close = near.narrow(1, 12, 12);
+  const Tensor far = torch::randn({2, 10, 6}, torch::kDouble) + 3.0;
+  FieldOptions o;
+  o.floor = false;
+  o.mask_self = false;  // the generated rows are not among these negatives
+  o.taus = {0.02, 0.05, 0.2};
+  for (bool swap : {false, true}) {
+    const Tensor yp = swap ? close : far, yn = swap ? far : close;
+    const Ref r = reference(x, yp, yn, {}, {}, o);
+    for (bool fused : {true, false})
+      for (Path p : {Path::kDense, Path::kTiled}) {
+        SCOPED_TRACE(std::string(swap ? "negatives far, " : "positives far, ") + (fused ? "fused " : "tensor ops ") +
+                     path_name(p));
+        FieldOptions f = with_path(p, 3000, 50);
+        f.floor = false;
+        f.mask_self = false;
+        f.taus = o.taus;
+        f.fused_cpu_loops = fused;
+        expect_matches(drift_field(prob(x.to(torch::kFloat), yp.to(torch::kFloat), yn.to(torch::kFloat)), f), r, x, 2e-3);
+      }
+  }
+}
+
 TEST(DriftExtreme, DuplicatedPoints) {
   torch::manual_seed(32);
   Tensor base = torch::randn({4, 3});
