@@ -6,9 +6,10 @@
 # reference drift_train measured at its start (fp32 1024^3 GFLOP/s, same threads): this VM's
 # speed varies about 2x between days, so compare samples/s only within one run or per GFLOP/s.
 #   bench/train_bench.sh [S=20] [config[@flag,flag...] ...]
-#   default: configs/toy2d.flags and configs/mnist.flags (every key of the paper, as shipped), each
-#   in fp32 (@--precision=fp32: the path before mixed precision) and as shipped (--precision=auto:
-#   bf16 autocast where the CPU has AVX512-BF16 or AMX-BF16). Other useful rows: the global-keys
+#   default: configs/toy2d.flags (as shipped: fp32) and @--precision=bf16, configs/mnist.flags
+#   (every key of the paper) in fp32 (@--precision=fp32: the path before mixed precision) and as
+#   shipped (--precision=auto: bf16 autocast where the CPU has AVX512-BF16 or AMX-BF16); the ratio
+#   column divides by the first row of the same config file. Other useful rows: the global-keys
 #   baseline configs/mnist.flags@--keys_per_location=false,--keys_patch=false. When the
 #   plain_step_bench program is built, the MNIST step written in plain LibTorch is timed after.
 # Needs the data sets and encoder of those configs (scripts/demo.sh and scripts/mnist.sh make them).
@@ -19,7 +20,7 @@ steps=${1:-20}
 shift || true
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] ||
-  configs=(configs/toy2d.flags@--precision=fp32 configs/toy2d.flags configs/mnist.flags@--precision=fp32 configs/mnist.flags)
+  configs=(configs/toy2d.flags configs/toy2d.flags@--precision=bf16 configs/mnist.flags@--precision=fp32 configs/mnist.flags)
 case "$steps" in ''|*[!0-9]*) echo "train_bench: S must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
 bin=${DRIFTLAB_BIN:-build/bin}
 [ -x "$bin/drift_train" ] || { echo "train_bench: $bin/drift_train missing; build first (scripts/build.sh)" >&2; exit 1; }
