@@ -22,7 +22,7 @@ each ends as pass, fail or skip in OUT_DIR/summary.json; everything they print: 
   configure    CMake (Ninja when present) into OUT_DIR/build: -DTorch_DIR from
                torch.utils.cmake_prefix_path, -DNCCL_ROOT from the nvidia-nccl-cu* Python package,
                -DWITH_CUDA=ON -DWITH_NCCL=ON; the bundle's env.sh sourced first.
-  build        only drift_data drift_train drift_sample drift_ckpt test_comm comm_bench.
+  build        only drift_data drift_train drift_sample drift_ckpt test_comm test_drift comm_bench.
   nccl_raw     test_comm --gtest_filter=RawNccl.* (world 1): the raw NCCL layer on device buffers.
   nccl_comm    comm_bench --backend=nccl (world 1): NCCL all-reduce sweep and bucketed gradient sync
                through the tensor-level NCCL communicator, with the collective watchdog on (its
@@ -38,7 +38,9 @@ each ends as pass, fail or skip in OUT_DIR/summary.json; everything they print: 
   train_mpi2   mpirun -np 2 drift_train --backend=mpi: samples/s at 2 ranks (on the CPU: see below).
   sample_cuda  drift_sample --device=cuda from train_nccl1's checkpoint, and --device=cpu from the
                same checkpoint; the npz images compared (numpy): at most 2 of 255 levels apart.
-  field_cuda, watchdog_stop: skip, with the reason (see docs/testing.md: what the code lacks).
+  field_cuda   test_drift --gtest_filter=DriftCuda.*: the drift field, its loss and gradient on CUDA
+               tensors against the CPU (V within 1e-4, scale 1e-5, lambdas 1e-4 relative).
+  watchdog_stop: skip, with the reason (see docs/testing.md: what the code lacks).
 
 Options:
   --dry-run         no GPU needed: runs configure (against whatever LibTorch CMake finds, or
@@ -220,7 +222,7 @@ elif run "$t" configure cmake "${args[@]}"; then
   end pass ""
   begin build
   t=$(limit 360)
-  targets=(drift_data drift_train drift_sample drift_ckpt test_comm comm_bench)
+  targets=(drift_data drift_train drift_sample drift_ckpt test_comm test_drift comm_bench)
   if [ "$t" -eq 0 ]; then end skip "no time left"
   elif run "$t" build cmake --build "$bld" -j"$jobs" --target "${targets[@]}"; then built=1; end pass "${targets[*]}"
   else end fail "${timed_out}see $out/build.log: $(grep -m1 -E 'error' "$out/build.log" | cut -c1-200)"; fi
@@ -270,7 +272,13 @@ if needs mpi_world2 0; then
     end pass "the bundle's mpirun, 2 ranks, MPI backend (CPU tensors)"
   else end fail "${timed_out}see $out/mpi_world2.log"; fi
 fi
-skip field_cuda "no tool or test runs the drift field on CUDA tensors: drift_field has no --device flag and tests/drift runs on the CPU only"
+if needs field_cuda 1; then
+  begin field_cuda
+  if run "$(limit 60)" field_cuda "$B/test_drift" --gtest_filter='DriftCuda.*'; then
+    if grep -q '\[  SKIPPED \]' "$out/field_cuda.log"; then end fail "DriftCuda skipped: LibTorch sees no CUDA device"
+    else end pass "DriftCuda.FieldOnCudaEqualsTheCpuField: field, loss and gradient on CUDA equal the CPU's"; fi
+  else end fail "${timed_out}see $out/field_cuda.log"; fi
+fi
 skip watchdog_stop "the watchdog's CUDA-event expiry needs NCCL between 2 ranks, i.e. 2 GPUs, and no test stops a rank of an NCCL job; its polling without expiry ran in nccl_comm"
 
 # ---- data ------------------------------------------------------------------------------------

@@ -549,6 +549,42 @@ TEST(DriftExtreme, PositivesFarFromEveryGeneratedRow) {
   }
 }
 
+// The field on CUDA tensors (the tensor-operation path; the fused loops are CPU only) equals the
+// CPU field: V, scale and lambdas, across paths, weights and the floor, loss and gradient too.
+// Skipped without a CUDA device (scripts/gpu-check.sh runs it on the GPU machine).
+TEST(DriftCuda, FieldOnCudaEqualsTheCpuField) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device gpu(torch::kCUDA);
+  auto on = [&](const Tensor& t) { return t.defined() ? t.to(gpu) : t; };
+  int variant = 0;
+  for (Path p : {Path::kDense, Path::kTiled})
+    for (bool weights : {false, true})
+      for (bool floor : {false, true}) {
+        SCOPED_TRACE(std::string(path_name(p)) + " weights " + std::to_string(weights) + " floor " +
+                     std::to_string(floor));
+        Case c = random_case(3, 40, 30, 10, 16, weights, torch::kFloat, 90 + variant++);
+        FieldOptions o = with_path(p, 20000, 500);
+        o.floor = floor;
+        const FieldResult cpu = drift_field(problem_of(c), o);
+        const FieldResult cuda = drift_field(prob(on(c.x), on(c.yp), on(c.yn), on(c.wp), on(c.wn), 0), o);
+        ASSERT_TRUE(cuda.V.is_cuda());
+        const double mag = cpu.V.abs().max().item<double>();
+        EXPECT_LE((cuda.V.cpu() - cpu.V).abs().max().item<double>(), 1e-4 * std::max(1.0, mag));
+        EXPECT_NEAR(cuda.scale, cpu.scale, 1e-5 * cpu.scale);
+        for (size_t t = 0; t < cpu.lambda.size(); ++t) EXPECT_NEAR(cuda.lambda[t], cpu.lambda[t], 1e-4 * cpu.lambda[t]);
+      }
+  // The loss and its gradient through x.
+  Case c = random_case(2, 24, 20, 6, 8, false, torch::kFloat, 99);
+  Tensor xc = c.x.clone().requires_grad_(true), xg = c.x.to(gpu).requires_grad_(true);
+  Problem pc = problem_of(c), pg = prob(xg, on(c.yp), on(c.yn), {}, {}, 0);
+  pc.x = xc;
+  const auto lc = drift_loss(pc, FieldOptions{}), lg = drift_loss(pg, FieldOptions{});
+  lc.loss.backward();
+  lg.loss.backward();
+  EXPECT_NEAR(lg.value, lc.value, 1e-5 * std::abs(lc.value));
+  EXPECT_LE((xg.grad().cpu() - xc.grad()).abs().max().item<double>(), 1e-4 * xc.grad().abs().max().item<double>());
+}
+
 TEST(DriftExtreme, DuplicatedPoints) {
   torch::manual_seed(32);
   Tensor base = torch::randn({4, 3});
