@@ -67,8 +67,11 @@ in_root() {
 }
 
 # debroot_copy_tree REPO DEST: the working tree (git ls-files -co --exclude-standard: tracked and
-# untracked but not ignored files, so no build/ runs/ .cache) into DEST, modification times
-# kept (so a build in the root stays incremental), plus .cache/data/mnist when REPO has it.
+# untracked but not ignored files, so no build/ runs/ .cache) into DEST, plus .cache/data/mnist
+# when REPO has it. A file whose content equals the previous copy's keeps that copy's time (the
+# build in the root stays incremental); any other file gets the time of this copy: the checkout's
+# own times can be older than objects built from an earlier copy (a file edited while the root
+# built), and ninja would then keep those stale objects.
 debroot_copy_tree() {
   local repo=$1 dest=$2
   rm -rf "$dest.new"; mkdir -p "$dest.new"
@@ -80,6 +83,12 @@ debroot_copy_tree() {
     echo "$me: MNIST copied from .cache/data/mnist"
   else
     echo "$me: no .cache/data/mnist in the checkout: the MNIST tests will skip"
+  fi
+  if [ -d "$dest" ]; then
+    (cd "$dest.new" && find . -type f -print0) | while IFS= read -r -d '' f; do
+      if [ -f "$dest/$f" ] && cmp -s "$dest.new/$f" "$dest/$f"; then touch -r "$dest/$f" "$dest.new/$f"
+      else touch "$dest.new/$f"; fi
+    done
   fi
   rm -rf "$dest"; mv "$dest.new" "$dest"
   echo "$me: copied $(find "$dest" -type f | wc -l) files into $dest"
