@@ -121,26 +121,7 @@ src="$root/work/driftlab"
 bld="$root/work/build"
 
 # ---- timing ----------------------------------------------------------------------------------
-phase_names=(); phase_secs=(); phase_t0=0; phase_cur=""
-phase() {  # phase NAME: ends the running phase, starts NAME
-  local now; now=$(date +%s)
-  if [ -n "$phase_cur" ]; then
-    phase_names+=("$phase_cur"); phase_secs+=($((now - phase_t0)))
-    echo "$me: phase '$phase_cur' took $((now - phase_t0)) s"
-  fi
-  phase_cur="$1"; phase_t0=$now
-  [ -z "$1" ] || echo "$me: ---- phase '$1' ($(date +%H:%M:%S))"
-}
-print_times() {
-  phase ""
-  echo "$me: phase times:"
-  local i total=0
-  for i in "${!phase_names[@]}"; do
-    printf '%s:   %-10s %6d s\n' "$me" "${phase_names[$i]}" "${phase_secs[$i]}"
-    total=$((total + phase_secs[i]))
-  done
-  printf '%s:   %-10s %6d s\n' "$me" total "$total"
-}
+# phase NAME / print_times: scripts/lib/debian-root.sh
 
 # ---- 1. the root -----------------------------------------------------------------------------
 phase root

@@ -132,26 +132,7 @@ done
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
 # ---- timing ----------------------------------------------------------------------------------
-phase_names=(); phase_secs=(); phase_t0=0; phase_cur=""
-phase() {
-  local now; now=$(date +%s)
-  if [ -n "$phase_cur" ]; then
-    phase_names+=("$phase_cur"); phase_secs+=($((now - phase_t0)))
-    echo "$me: phase '$phase_cur' took $((now - phase_t0)) s"
-  fi
-  phase_cur="$1"; phase_t0=$now
-  [ -z "$1" ] || echo "$me: ---- phase '$1' ($(date +%H:%M:%S))"
-}
-print_times() {
-  phase ""
-  local i total=0
-  echo "$me: phase times:"
-  for i in "${!phase_names[@]}"; do
-    printf '%s:   %-12s %6d s\n' "$me" "${phase_names[$i]}" "${phase_secs[$i]}"
-    total=$((total + phase_secs[i]))
-  done
-  printf '%s:   %-12s %6d s\n' "$me" total "$total"
-}
+# phase NAME / print_times: scripts/lib/debian-root.sh
 
 # deps PKG...: the packages PKG... need to run (Depends and Pre-Depends; of alternatives the first).
 deps() {

@@ -106,3 +106,28 @@ ctest_counts() {
   names=$(grep -vE ' Passed |\*\*\*Skipped' <<< "$results" | sed -n 's/.*Test *#[0-9]*: \([^ ]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//')
   printf '%s %s %s %s\t%s\n' "$passed" "$failed" "$skipped" "$total" "$names"
 }
+
+# Phase timing of the scripts using this file: `phase NAME` ends the running phase (printing its
+# time) and starts NAME; `print_times` ends the last one and prints every phase's seconds.
+phase_names=(); phase_secs=(); phase_t0=0; phase_cur=""
+phase() {
+  local now; now=$(date +%s)
+  if [ -n "$phase_cur" ]; then
+    phase_names+=("$phase_cur"); phase_secs+=($((now - phase_t0)))
+    echo "$me: phase '$phase_cur' took $((now - phase_t0)) s"
+  fi
+  phase_cur="$1"; phase_t0=$now
+  [ -z "$1" ] || echo "$me: ---- phase '$1' ($(date +%H:%M:%S))"
+}
+print_times() {
+  phase ""
+  echo "$me: phase times:"
+  local i total=0
+  for i in "${!phase_names[@]}"; do
+    printf '%s:   %-12s %6d s
+' "$me" "${phase_names[$i]}" "${phase_secs[$i]}"
+    total=$((total + phase_secs[i]))
+  done
+  printf '%s:   %-12s %6d s
+' "$me" total "$total"
+}
