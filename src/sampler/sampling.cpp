@@ -245,8 +245,7 @@ void validate(const SampleConfig& c) {
   DL_REQUIRE(c.num_samples >= 1, "--num_samples must be >= 1, got " << c.num_samples);
   DL_REQUIRE(!c.out.empty(), "--out is required: the output folder");
   DL_REQUIRE(c.alpha >= 1.0, "--alpha must be >= 1, got " << c.alpha);
-  DL_REQUIRE(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",
-             "--precision=" << c.precision << ": expected auto, fp32 or bf16");
+  resolve_precision(c.precision, torch::kCPU);  // names --precision when it is not auto, fp32 or bf16
   DL_REQUIRE(c.batch_size >= 1, "--batch_size must be >= 1, got " << c.batch_size);
   DL_REQUIRE(c.format == "h5" || c.format == "png" || c.format == "npz",
              "--format=" << c.format << ": expected h5, png or npz");
