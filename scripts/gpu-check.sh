@@ -23,24 +23,29 @@ each ends as pass, fail or skip in OUT_DIR/summary.json; everything they print: 
                torch.utils.cmake_prefix_path, -DNCCL_ROOT from the nvidia-nccl-cu* Python package,
                -DWITH_CUDA=ON -DWITH_NCCL=ON; the bundle's env.sh sourced first.
   build        only drift_data drift_train drift_sample drift_ckpt test_comm test_drift comm_bench.
-  nccl_raw     test_comm --gtest_filter=RawNccl.* (world 1): the raw NCCL layer on device buffers.
+  nccl_raw     test_comm (world 1): the raw NCCL layer on device buffers (RawNccl.*); the NCCL backend as
+               the trainer builds it and the MPI backend with CUDA tensors, every collective against
+               closed forms (NcclBackend.*, MpiCuda.*); --device resolution (SelectDevice.*).
   nccl_comm    comm_bench --backend=nccl (world 1): NCCL all-reduce sweep and bucketed gradient sync
                through the tensor-level NCCL communicator, with the collective watchdog on (its
                CUDA-event completion path polled on every collective; no rank is stopped).
-  mpi_world2   mpirun -np 2 comm_bench --backend=mpi: the bundle's relocated mpirun on this machine
-               (the MPI backend takes CPU tensors only).
+  mpi_world2   mpirun -np 2 comm_bench --backend=mpi: the bundle's relocated mpirun on this machine;
+               then mpirun -np 2 test_comm MpiCuda.*: 2 ranks on one GPU, CUDA tensors through host memory.
   data         MNIST t10k from --mnist (IDX) or, when absent, a synthetic 28x28 10-class IDX set made
                with python3 (no numpy needed); drift_data convert-idx.
   train_cpu    drift_train --backend=mpi, 1 process: the CPU reference of the losses.
   train_nccl1  the same on cuda (--backend=nccl, 1 rank): samples/s, peak GPU memory (nvidia-smi,
                sampled every 0.2 s), loss against train_cpu: step 1 within 1% relative, the mean of
                the last 5 steps within 10%.
-  train_mpi2   mpirun -np 2 drift_train --backend=mpi: samples/s at 2 ranks (on the CPU: see below).
+  train_mpi2   mpirun -np 2 drift_train --backend=mpi --device=cuda: 2 ranks on one GPU (NCCL refuses
+               that), collectives through host memory: samples/s, peak GPU memory (--dry-run: cpu).
   sample_cuda  drift_sample --device=cuda from train_nccl1's checkpoint, and --device=cpu from the
                same checkpoint; the npz images compared (numpy): at most 2 of 255 levels apart.
   field_cuda   test_drift --gtest_filter=DriftCuda.*: the drift field, its loss and gradient on CUDA
                tensors against the CPU (V within 1e-4, scale 1e-5, lambdas 1e-4 relative).
-  watchdog_stop: skip, with the reason (see docs/testing.md: what the code lacks).
+  watchdog_stop test_comm RawNcclDeath.* (world 1): an NCCL all-reduce held on the GPU (its stream
+               blocked, as by a stopped peer) past a 1 s deadline: the watchdog's CUDA-event path
+               prints the expiry line and its abort hook aborts the NCCL communicator.
 
 Options:
   --dry-run         no GPU needed: runs configure (against whatever LibTorch CMake finds, or
@@ -251,9 +256,9 @@ gpu_mem_stop() {  # prints the peak in MiB over the run, less the use before it
 # ---- NCCL and MPI ----------------------------------------------------------------------------
 if needs nccl_raw 1; then
   begin nccl_raw
-  if run "$(limit 60)" nccl_raw "$B/test_comm" --gtest_filter='RawNccl.*'; then
-    if grep -q '\[  SKIPPED \]' "$out/nccl_raw.log"; then end fail "RawNccl skipped: $(grep -m1 -i 'needs' "$out/nccl_raw.log")"
-    else end pass "RawNccl.AllReduceAndVaryingGatherOnDevices at world 1"; fi
+  if run "$(limit 60)" nccl_raw "$B/test_comm" --gtest_filter='RawNccl.*:NcclBackend.*:MpiCuda.*:SelectDevice.*'; then
+    if grep -q '\[  SKIPPED \]' "$out/nccl_raw.log"; then end fail "a test skipped: $(grep -m1 -i 'needs' "$out/nccl_raw.log")"
+    else end pass "world 1: raw NCCL on device buffers; the NCCL backend (make_communicator) and the MPI backend with CUDA tensors, every collective against closed forms"; fi
   else end fail "${timed_out}see $out/nccl_raw.log"; fi
 fi
 if needs nccl_comm 1; then
@@ -268,9 +273,13 @@ fi
 if needs mpi_world2 0; then
   begin mpi_world2
   if run "$(limit 90)" mpi_world2 env CUDA_VISIBLE_DEVICES= mpirun -np 2 --bind-to none "$B/comm_bench" --backend=mpi \
-      --max_bytes=$((4 << 20)) --bytes_per_trial=$((16 << 20)) --trials=2 --sync_iters=3 --small_tensors=256 --watchdog_iters=200; then
-    end pass "the bundle's mpirun, 2 ranks, MPI backend (CPU tensors)"
-  else end fail "${timed_out}see $out/mpi_world2.log"; fi
+      --max_bytes=$((4 << 20)) --bytes_per_trial=$((16 << 20)) --trials=2 --sync_iters=3 --small_tensors=256 --watchdog_iters=200 \
+    && { [ "$have_gpu" -eq 0 ] || run "$(limit 60)" mpi_world2_cuda mpirun -np 2 --bind-to none "$B/test_comm" \
+           --gtest_filter='MpiCuda.*:Collectives.*:SelectDevice.*'; }; then
+    if [ "$have_gpu" -eq 1 ] && grep -q '\[  SKIPPED \]' "$out/mpi_world2_cuda.log"; then end fail "MpiCuda skipped at 2 ranks"
+    elif [ "$have_gpu" -eq 1 ]; then end pass "the bundle's mpirun, 2 ranks: MPI backend on CPU tensors, and 2 ranks on one GPU with CUDA tensors through host memory"
+    else end pass "the bundle's mpirun, 2 ranks, MPI backend (CPU tensors; --dry-run)"; fi
+  else end fail "${timed_out}see $out/mpi_world2.log and (GPU) $out/mpi_world2_cuda.log"; fi
 fi
 if needs field_cuda 1; then
   begin field_cuda
@@ -279,7 +288,13 @@ if needs field_cuda 1; then
     else end pass "DriftCuda.FieldOnCudaEqualsTheCpuField: field, loss and gradient on CUDA equal the CPU's"; fi
   else end fail "${timed_out}see $out/field_cuda.log"; fi
 fi
-skip watchdog_stop "the watchdog's CUDA-event expiry needs NCCL between 2 ranks, i.e. 2 GPUs, and no test stops a rank of an NCCL job; its polling without expiry ran in nccl_comm"
+if needs watchdog_stop 1; then
+  begin watchdog_stop
+  if run "$(limit 60)" watchdog_stop "$B/test_comm" --gtest_filter='RawNcclDeath.*'; then
+    if grep -q '\[  SKIPPED \]' "$out/watchdog_stop.log"; then end fail "RawNcclDeath skipped"
+    else end pass "an NCCL all-reduce held on the GPU past a 1 s deadline: the CUDA-event path names it, the abort hook aborts NCCL"; fi
+  else end fail "${timed_out}see $out/watchdog_stop.log"; fi
+fi
 
 # ---- data ------------------------------------------------------------------------------------
 data_ok=0
@@ -368,11 +383,14 @@ fi
 if [ "$data_ok" -eq 0 ]; then skip train_mpi2 "no data"
 elif needs train_mpi2 0; then
   begin train_mpi2
-  if train train_mpi2 "$(limit 150)" mpirun -np 2 --bind-to none "$B/drift_train" --backend=mpi; then
+  device=cpu; [ "$have_gpu" -eq 1 ] && device=cuda
+  gpu_mem_start train_mpi2
+  if train train_mpi2 "$(limit 150)" mpirun -np 2 --bind-to none "$B/drift_train" --backend=mpi --device="$device"; then
+    num peak_gpu_mem_mib "$(gpu_mem_stop train_mpi2)"
     num samples_per_s "$(rate "$work/train_mpi2")"; num loss_last "$(losses "$work/train_mpi2" | tail -n 1)"
     dev=$(grep -m1 -oE 'world: .*' "$out/train_mpi2.log" | cut -c1-120)
-    end pass "2 ranks over MPI; the MPI backend computes on the CPU (drift_train has no --device: the device follows the backend) [$dev]"
-  else end fail "${timed_out}see $out/train_mpi2.log"; fi
+    end pass "2 ranks over MPI on $device (one GPU shared; collectives through host memory) [$dev]"
+  else gpu_mem_stop train_mpi2 >/dev/null; end fail "${timed_out}see $out/train_mpi2.log"; fi
 fi
 
 # ---- sampling --------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 #include <cstdlib>
 
 #if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
+#include <glog/logging.h>
+
 #include "comm/nccl_communicator.h"
 #endif
 
@@ -72,12 +74,18 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
   DL_REQUIRE(backend == "auto" || backend == "mpi" || backend == "nccl",
              "communicator backend '" << backend << "': expected one of auto, mpi, nccl");
 #if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
-  bool gpu = torch::cuda::is_available();
-  if (backend == "nccl" || (backend == "auto" && gpu)) {
+  const bool gpu = torch::cuda::is_available();
+  const int devices = gpu ? static_cast<int>(torch::cuda::device_count()) : 0;
+  // NCCL needs a GPU per rank: auto falls back to MPI where the node's ranks share GPUs.
+  if (backend == "nccl" || (backend == "auto" && gpu && devices >= topology.local_world_size)) {
     DL_REQUIRE(gpu, "communicator backend 'nccl' needs a visible CUDA device; none is visible on this "
                     "process (check CUDA_VISIBLE_DEVICES and the driver), or use --backend=mpi");
     return std::make_unique<NcclCommunicator>(topology, options.watchdog);
   }
+  if (gpu && topology.rank == 0)
+    LOG(WARNING) << "communicator backend auto: MPI, since " << topology.local_world_size << " ranks on a node share "
+                 << devices << " GPU(s) and NCCL needs one per rank; with --device=cuda the ranks compute on the "
+                 << "GPU and their collectives go through host memory";
 #else
   DL_REQUIRE(backend != "nccl",
              "communicator backend 'nccl' is not in this build: it needs a CUDA-enabled LibTorch and NCCL "

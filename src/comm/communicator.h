@@ -92,7 +92,8 @@ struct CommOptions {
 };
 
 // Makes the communicator for this process (collective over the world). backend: "mpi", "nccl" or
-// "auto" (NCCL when this build has CUDA and a GPU is visible, else MPI); tools take it from
+// "auto" (NCCL when this build has CUDA and every rank of the node has its own visible GPU, else
+// MPI, warned when GPUs are visible); tools take it from
 // their --backend flag. "nccl" in a build or on a machine without it is a UserError saying what is
 // missing. options.watchdog: the deadline of every collective (default: none; drift_train and
 // comm_bench pass their --collective_timeout).

@@ -50,11 +50,18 @@ const char* async_wait_name(ReduceOp op) {
   return "wait(all_reduce_async)";
 }
 
-// The buffer a reduction runs on: t itself when it is contiguous in a type MPI reduces, else a
-// contiguous (float32 for 16-bit floats) copy that is written back afterwards.
+// The buffer a reduction runs on: t itself when it is a contiguous CPU tensor of a type MPI
+// reduces, else a contiguous host copy (float32 for 16-bit floats) written back afterwards.
 torch::Tensor reduction_buffer(const torch::Tensor& t) {
-  if (staged_in_float(t.scalar_type())) return t.to(torch::kFloat).contiguous();
+  const auto dtype = staged_in_float(t.scalar_type()) ? torch::kFloat : t.scalar_type();
+  if (!t.device().is_cpu() || dtype != t.scalar_type()) return t.to(torch::kCPU, dtype).contiguous();
   return t.is_contiguous() ? t : t.contiguous();
+}
+
+// A contiguous host tensor with t's values (t itself when it already is one); 0-d tensors as 1-d.
+torch::Tensor host_contiguous(const torch::Tensor& t) {
+  torch::Tensor src = t.dim() == 0 ? t.reshape({1}) : t;
+  return src.device().is_cpu() ? src.contiguous() : src.to(torch::kCPU).contiguous();
 }
 
 void finish_reduction(torch::Tensor& t, torch::Tensor& buffer, ReduceOp op, int world) {
@@ -121,16 +128,16 @@ void MpiCommunicator::set_reduce_chunk_bytes(int64_t bytes) {
   reduce_chunk_bytes_ = bytes;
 }
 
-void MpiCommunicator::require_cpu(const torch::Tensor& t, const char* operation) const {
+void MpiCommunicator::require_host_or_cuda(const torch::Tensor& t, const char* operation) const {
   DL_REQUIRE(t.defined(), "communicator backend 'mpi': " << operation << " got an undefined tensor");
-  if (!t.device().is_cpu())
-    unsupported(operation, "tensors on " + t.device().str() +
-                               " (the MPI backend handles CPU tensors only; use the nccl backend for CUDA tensors)");
+  if (!t.device().is_cpu() && !t.device().is_cuda())
+    unsupported(operation, "tensors on " + t.device().str() + " (the MPI backend takes CPU tensors, and CUDA "
+                                                             "tensors through host memory)");
 }
 
 void MpiCommunicator::check_reducible(const torch::Tensor& t, ReduceOp op, const char* operation) const {
   const std::string name = std::string(operation) + "(" + to_string(op) + ")";
-  require_cpu(t, name.c_str());
+  require_host_or_cuda(t, name.c_str());
   const auto s = t.scalar_type();
   if (reduce_type(s) == MPI_DATATYPE_NULL && !staged_in_float(s))
     unsupported(name, std::string("dtype ") + c10::toString(s) +
@@ -200,10 +207,10 @@ static std::vector<int64_t> exchange_shapes(MPI_Comm comm, int world, const torc
 }
 
 torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& t) {
-  require_cpu(t, "all_gather");
+  require_host_or_cuda(t, "all_gather");
   CollectiveWatchdog::Scope deadline(watchdog_.get(), "all_gather");
   exchange_shapes(comm_, world_, t, /*equal_dim0=*/true, "all_gather");
-  torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
+  torch::Tensor src = host_contiguous(t);
   auto sizes = src.sizes().vec();
   sizes[0] *= world_;
   torch::Tensor out = torch::empty(sizes, src.options());
@@ -212,11 +219,11 @@ torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& t) {
                                            << " bytes exceeds the 2 GiB limit of one MPI call; gather in parts");
   DL_CHECK_MPI(MPI_Allgather(src.data_ptr(), static_cast<int>(bytes), MPI_BYTE, out.data_ptr(),
                              static_cast<int>(bytes), MPI_BYTE, comm_));
-  return out;
+  return out.to(t.device());
 }
 
 torch::Tensor MpiCommunicator::all_gather_varying(const torch::Tensor& t, std::vector<int64_t>* counts) {
-  require_cpu(t, "all_gather_varying");
+  require_host_or_cuda(t, "all_gather_varying");
   if (world_ == 1) {
     torch::Tensor out = t.dim() == 0 ? t.reshape({1}) : t;
     if (counts) counts->assign(1, out.size(0));
@@ -224,7 +231,7 @@ torch::Tensor MpiCommunicator::all_gather_varying(const torch::Tensor& t, std::v
   }
   CollectiveWatchdog::Scope deadline(watchdog_.get(), "all_gather_varying");
   std::vector<int64_t> meta = exchange_shapes(comm_, world_, t, /*equal_dim0=*/false, "all_gather_varying");
-  torch::Tensor src = (t.dim() == 0 ? t.reshape({1}) : t).contiguous();
+  torch::Tensor src = host_contiguous(t);
   int64_t row_elems = 1;
   for (int64_t d = 1; d < src.dim(); ++d) row_elems *= src.size(d);
   const int64_t row_size = row_elems * src.element_size();
@@ -246,14 +253,14 @@ torch::Tensor MpiCommunicator::all_gather_varying(const torch::Tensor& t, std::v
   torch::Tensor out = torch::empty(sizes, src.options());
   DL_CHECK_MPI(MPI_Allgatherv(src.data_ptr(), byte_counts[rank_], MPI_BYTE, out.data_ptr(), byte_counts.data(),
                               displs.data(), MPI_BYTE, comm_));
-  return out;
+  return out.to(t.device());
 }
 
 void MpiCommunicator::broadcast(torch::Tensor& t, int root) {
-  require_cpu(t, "broadcast");
+  require_host_or_cuda(t, "broadcast");
   DL_REQUIRE(root >= 0 && root < world_,
              "communicator backend 'mpi': broadcast root " << root << " is not a rank of this world of " << world_);
-  torch::Tensor buffer = t.is_contiguous() ? t : t.contiguous();
+  torch::Tensor buffer = t.device().is_cpu() ? (t.is_contiguous() ? t : t.contiguous()) : t.to(torch::kCPU).contiguous();
   const int64_t bytes = buffer.numel() * buffer.element_size();
   char* base = static_cast<char*>(buffer.data_ptr());
   CollectiveWatchdog::Scope deadline(watchdog_.get(), "broadcast");

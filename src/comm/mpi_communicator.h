@@ -1,4 +1,6 @@
-// MPI backend of Communicator: CPU tensors over an MPI communicator (OpenMPI here).
+// MPI backend of Communicator: tensors over an MPI communicator (OpenMPI here). CPU tensors move
+// in place; CUDA tensors are copied to host memory and back around each collective (this MPI is
+// not assumed CUDA-aware): how several ranks share one GPU, which NCCL refuses.
 //
 // Every collective runs under the collective watchdog's deadline (watchdog.h): the blocking MPI
 // call is marked with a Scope, which costs four plain stores (the blocking collectives are
@@ -6,8 +8,8 @@
 //
 // Reductions take float32, float64, int32, int64, and bfloat16/float16 (reduced in float32, as MPI
 // has no 16-bit float types); gathers and broadcasts move any dtype as bytes. Averages need a
-// floating dtype. Tensors on other devices are refused (UnsupportedOperation), since this MPI is
-// not assumed CUDA-aware.
+// floating dtype. Tensors on other devices are refused (UnsupportedOperation). device() is the
+// CPU: a rank computes on a GPU over this backend only when asked (drift_train --device=cuda).
 #pragma once
 
 #include <mpi.h>
@@ -52,7 +54,7 @@ class MpiCommunicator final : public Communicator {
   int64_t reduce_chunk_bytes() const { return reduce_chunk_bytes_; }
 
  private:
-  void require_cpu(const torch::Tensor& t, const char* operation) const;
+  void require_host_or_cuda(const torch::Tensor& t, const char* operation) const;
   void check_reducible(const torch::Tensor& t, ReduceOp op, const char* operation) const;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

@@ -71,6 +71,8 @@ struct OutputConfig {
 struct RuntimeConfig {
   int threads = 0;              // 0: $DRIFTLAB_THREADS, else cores / ranks on the node
   std::string backend = "auto";  // auto | mpi | nccl
+  // auto (the communicator's device) | cpu | cuda | cuda:N (comm::select_device)
+  std::string device = "auto";
   int64_t prefetch = 2;         // steps of real data prepared ahead (0: none)
   int64_t check_sync_every = 0;  // replica check every this many steps (0: never)
   // Deadline of every collective in seconds (0: off); heartbeat records in run_dir/watchdog.

@@ -56,7 +56,11 @@ DEFINE_string(precision, "auto", "arithmetic of the generator's and encoder's fo
               "where the hardware computes in it: CPUs with AVX512-BF16 or AMX-BF16, GPUs of compute capability 8.0 or "
               "newer; else fp32), fp32, or bf16 (autocast; the drift field, its temperatures' softmaxes, the feature "
               "keys' statistics, the loss, weights, optimizer state, EMA and checkpoints stay fp32)");
-DEFINE_string(backend, "auto", "communicator: auto (NCCL with CUDA, else MPI), mpi or nccl");
+DEFINE_string(backend, "auto", "communicator: auto (NCCL when every rank of the node has its own GPU, else MPI), mpi or nccl");
+DEFINE_string(device, "auto", "where the networks and the step compute: auto (the communicator's device: this rank's "
+              "GPU with --backend=nccl, else the CPU), cpu, cuda (this rank's GPU: local rank modulo the visible GPUs) "
+              "or cuda:N. With --backend=mpi on a GPU the collectives copy through host memory: the way to run several "
+              "ranks on one GPU, which NCCL refuses");
 DEFINE_int32(picture_classes, 10, "pictures: classes shown (8 samples each) for class-conditional image data");
 DEFINE_double(picture_alpha, 1.0, "pictures: guidance scale of the samples drawn");
 DEFINE_int64(prefetch, 2, "steps of real data prepared ahead by a background thread (0: none)");
@@ -191,6 +195,7 @@ TrainConfig train_config_from_flags() {
 
   c.runtime.threads = FLAGS_threads;
   c.runtime.backend = FLAGS_backend;
+  c.runtime.device = FLAGS_device;
   c.runtime.precision = FLAGS_precision;
   c.runtime.prefetch = FLAGS_prefetch;
   c.runtime.check_sync_every = FLAGS_check_sync_every;

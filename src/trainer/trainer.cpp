@@ -108,8 +108,11 @@ void Trainer::build() {
   comm_.set_step(0);
   rank_ = comm_.rank();
   world_ = comm_.world_size();
-  device_ = comm_.device();
   validate(cfg_, world_);
+  device_ = cfg_.runtime.device == "auto" ? comm_.device() : comm::select_device(cfg_.runtime.device, comm::topology());
+  DL_REQUIRE(comm_.backend() != "nccl" || device_ == comm_.device(),
+             "--device=" << cfg_.runtime.device << ": the nccl backend computes on this rank's GPU ("
+                         << comm_.device().str() << "); leave --device=auto, or use --backend=mpi for another device");
   if (cfg_.runtime.threads > 0) torch::set_num_threads(cfg_.runtime.threads);
   else if (const char* env = std::getenv("DRIFTLAB_THREADS"); env && std::atoi(env) > 0) torch::set_num_threads(std::atoi(env));
 
@@ -168,8 +171,8 @@ void Trainer::build() {
   LOG(INFO) << "data: " << data_->path() << " (" << data_->size() << " samples, " << spec.describe() << ")";
   LOG(INFO) << "generator: " << gen_cfg_.arch << ", " << models::count_parameters(*gen_) << " parameters; encoder: "
             << enc_->describe();
-  LOG(INFO) << "world: " << world_ << " rank(s) over " << comm_.backend() << ", " << torch::get_num_threads()
-            << " thread(s) per rank; per step " << classes_per_step_ << " class(es) x " << cfg_.batch.gen_per_class
+  LOG(INFO) << "world: " << world_ << " rank(s) over " << comm_.backend() << " on " << device_.str() << ", "
+            << torch::get_num_threads() << " thread(s) per rank; per step " << classes_per_step_ << " class(es) x " << cfg_.batch.gen_per_class
             << " generated, " << cfg_.batch.pos_per_class << " positives, " << cfg_.batch.unc_per_class << " unconditional";
   LOG(INFO) << "precision: " << precision.reason;
   // Step times are comparable across machines and days only beside the machine's speed now.

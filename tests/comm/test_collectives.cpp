@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/drift_reducer.h"
@@ -14,6 +15,12 @@
 
 #if DRIFTLAB_WITH_NCCL
 #include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "comm/watchdog.h"
 
 #include "common/check_cuda.h"
 #include "comm/nccl_comm.h"
@@ -232,6 +239,101 @@ TEST(Unsupported, DefaultsNameTheBackendAndTheOperation) {
   expect_named([&] { q.barrier(); }, "barrier");
 }
 
+// Every collective of `c` on tensors on `device`, with closed-form answers: results stay on that
+// device and keep their dtype. Run by the MPI backend on the CPU here, and on a GPU machine by the
+// MPI backend with CUDA tensors (through host memory) and by the NCCL backend.
+void check_collectives_on(Communicator& c, const torch::Device& device) {
+  const double r = c.rank(), n = c.world_size(), sum = n * (n - 1) / 2;
+  const auto on = torch::TensorOptions().device(device);
+  const torch::Tensor idx = torch::arange(12, torch::kDouble).reshape({3, 4});
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kInt, torch::kLong}) {
+    SCOPED_TRACE(std::string(c10::toString(dtype)) + " on " + device.str());
+    torch::Tensor t = (idx + r).to(on.dtype(dtype));
+    c.all_reduce_sum(t);
+    EXPECT_EQ(t.device(), device);
+    EXPECT_EQ(t.scalar_type(), dtype);
+    EXPECT_TRUE(torch::equal(t.cpu().to(torch::kDouble), idx * n + sum)) << t;
+    torch::Tensor m = (idx - r).to(on.dtype(dtype));
+    c.all_reduce_max(m);
+    EXPECT_TRUE(torch::equal(m.cpu().to(torch::kDouble), idx)) << m;
+  }
+  torch::Tensor a = torch::full({5}, 2 * r, on.dtype(torch::kFloat));
+  c.all_reduce_avg(a);
+  EXPECT_TRUE(torch::allclose(a.cpu(), torch::full({5}, static_cast<float>(n - 1)))) << a;
+  // a non-contiguous view is written back through the view; the asynchronous form completes on wait
+  torch::Tensor base = torch::zeros({4, 6}, on.dtype(torch::kFloat));
+  torch::Tensor view = base.t();
+  view.fill_(r + 1);
+  c.all_reduce_async(view, ReduceOp::kSum)->wait();
+  EXPECT_TRUE(torch::equal(base.cpu(), torch::full({4, 6}, static_cast<float>(sum + n))));
+  torch::Tensor all = c.all_gather(torch::full({2, 3}, c.rank(), on.dtype(torch::kLong)));
+  EXPECT_EQ(all.device(), device);
+  const int w = c.world_size();
+  EXPECT_TRUE(torch::equal(all.cpu(), torch::arange(w, torch::kLong).repeat_interleave(2).unsqueeze(1).expand({2 * w, 3})));
+  // rank q contributes q + 1 rows of q
+  std::vector<int64_t> counts;
+  torch::Tensor varying = c.all_gather_varying(torch::full({c.rank() + 1, 2}, r, on.dtype(torch::kFloat)), &counts);
+  EXPECT_EQ(varying.device(), device);
+  std::vector<int64_t> rows;
+  for (int q = 0; q < w; ++q) rows.push_back(q + 1);
+  EXPECT_EQ(counts, rows);
+  EXPECT_TRUE(torch::equal(varying.cpu(), torch::arange(w, torch::kFloat)
+                                              .repeat_interleave(torch::arange(1, w + 1, torch::kLong))
+                                              .unsqueeze(1)
+                                              .expand({w * (w + 1) / 2, 2})));
+  torch::Tensor b = torch::full({7}, r, on.dtype(torch::kDouble));
+  c.broadcast(b, w - 1);
+  EXPECT_EQ(b.device(), device);
+  EXPECT_TRUE(torch::equal(b.cpu(), torch::full({7}, n - 1, torch::kDouble)));
+  c.barrier();
+}
+
+TEST(Collectives, EveryOperationOnTheCommunicatorsDevice) { check_collectives_on(comm(), comm().device()); }
+
+TEST(Unsupported, MpiRefusesTensorsOnOtherDevices) {
+  torch::Tensor meta = torch::empty({3}, torch::TensorOptions().device(torch::kMeta));
+  try {
+    comm().all_reduce_sum(meta);
+    FAIL() << "no throw";
+  } catch (const UnsupportedOperation& e) {
+    EXPECT_NE(std::string(e.what()).find("tensors on meta"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(comm().broadcast(meta, 0), UnsupportedOperation);
+}
+
+TEST(SelectDevice, NamesTheFlagAndWhatIsExpected) {
+  EXPECT_EQ(select_device("cpu", topology()), torch::Device(torch::kCPU));
+  for (const std::string bad : {"tpu", "cuda:", "cuda:x", "cuda:-1"}) {
+    try {
+      select_device(bad, topology(), "--device");
+      ADD_FAILURE() << bad << ": no throw";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("--device=" + bad + ": expected"), std::string::npos) << e.what();
+    }
+  }
+  if (!(DRIFTLAB_WITH_CUDA && torch::cuda::is_available())) {
+    EXPECT_EQ(select_device("auto", topology()), torch::Device(torch::kCPU));
+    try {
+      select_device("cuda", topology(), "--device");
+      ADD_FAILURE() << "cuda without a GPU: no throw";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("--device=cuda: no CUDA device is visible"), std::string::npos) << e.what();
+    }
+  } else {
+    const torch::Device d = select_device("cuda", topology());
+    EXPECT_TRUE(d.is_cuda());
+    EXPECT_EQ(d.index(), topology().local_rank % static_cast<int>(torch::cuda::device_count()));
+  }
+}
+
+#if DRIFTLAB_WITH_CUDA
+// The MPI backend with CUDA tensors (copied through host memory): several ranks on one GPU.
+TEST(MpiCuda, CudaTensorsTravelThroughHostMemory) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
+  check_collectives_on(comm(), select_device("cuda", topology()));
+}
+#endif
+
 TEST(DriftReducer, AdaptsTheCommunicator) {
   CommunicatorReducer reducer(comm());
   drift::Reducer& red = reducer;
@@ -277,6 +379,67 @@ TEST(RawNccl, AllReduceAndVaryingGatherOnDevices) {
     for (int j = 0; j <= q; ++j) EXPECT_EQ(gathered[k++], static_cast<float>(q));
   DL_CHECK_CUDA(cudaFree(dev));
   DL_CHECK_CUDA(cudaStreamDestroy(stream));
+}
+
+// The collective watchdog on the NCCL path: a collective whose completion on the GPU never comes
+// (the stream is held by a host function, as an NCCL kernel is held by a peer that stopped) ends
+// the process with the expiry line through the abort hook, which aborts the NCCL communicator.
+// A world of one only: the death test re-runs this binary as a singleton MPI process.
+TEST(RawNcclDeath, WatchdogEndsACollectiveThatNeverCompletesOnTheGpu) {
+  if (cuda_device_count() < 1) GTEST_SKIP() << "needs a CUDA device";
+  if (comm().world_size() != 1) GTEST_SKIP() << "runs in a world of one (the death test re-runs this binary)";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        NcclComm nccl(MPI_COMM_SELF, 0);
+        WatchdogOptions o;
+        o.timeout_s = 1.0;
+        o.abort_grace_s = 10;
+        // world 2 as far as the watchdog knows: a world of one starts none in the communicators
+        CollectiveWatchdog w(o, 0, 2, [&nccl](int code) {
+          std::fprintf(stderr, "abort hook called with %d\n", code);
+          nccl.abort();
+          std::fprintf(stderr, "NCCL communicator aborted\n");
+          std::_Exit(40 + code);
+        });
+        nccl.set_watchdog(&w);
+        w.set_step(7);
+        cudaStream_t stream;
+        DL_CHECK_CUDA(cudaStreamCreate(&stream));
+        float* dev = nullptr;
+        DL_CHECK_CUDA(cudaMalloc(&dev, 64 * sizeof(float)));
+        DL_CHECK_CUDA(cudaLaunchHostFunc(
+            stream, [](void*) { std::this_thread::sleep_for(std::chrono::seconds(60)); }, nullptr));
+        nccl.all_reduce(dev, dev, 64, ncclFloat32, ncclSum, stream);
+        std::this_thread::sleep_for(std::chrono::seconds(30));
+        std::fprintf(stderr, "the watchdog did not fire\n");
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(40 + kWatchdogExitCode),
+      "collective watchdog: nccl all_reduce \\(collective #[0-9]+ of this rank\\) at step 7 on rank 0 did not complete "
+      "within 1 s.*\nabort hook called with 3\nNCCL communicator aborted");
+}
+#endif
+
+#if DRIFTLAB_WITH_CUDA && DRIFTLAB_WITH_NCCL
+// The tensor-level NCCL backend, built as the trainer builds it: every collective on the rank's GPU,
+// and a CPU tensor refused with the backend and the operation named.
+TEST(NcclBackend, EveryOperationOnTheRanksGpu) {
+  const Topology& t = topology();
+  if (cuda_device_count() < t.local_world_size) GTEST_SKIP() << "needs one CUDA device per local rank";
+  auto nccl = make_communicator(t, "nccl");
+  ASSERT_EQ(nccl->backend(), "nccl");
+  EXPECT_EQ(nccl->rank(), comm().rank());
+  EXPECT_EQ(nccl->world_size(), comm().world_size());
+  EXPECT_EQ(nccl->device(), select_device("cuda", t));
+  check_collectives_on(*nccl, nccl->device());
+  torch::Tensor cpu = torch::ones({3});
+  try {
+    nccl->all_reduce_sum(cpu);
+    FAIL() << "no throw";
+  } catch (const UnsupportedOperation& e) {
+    EXPECT_NE(std::string(e.what()).find("backend 'nccl'"), std::string::npos) << e.what();
+  }
 }
 #endif
 

@@ -114,6 +114,19 @@ cmp_ck "$(ck w1 6)" "$(ck inc 6)" 0
 if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 >"$work/none.log" 2>&1; then fail "--resume=none overwrote a run"; fi
 grep -q "already holds checkpoints" "$work/none.log" || { cat "$work/none.log"; fail "unclear --resume=none error"; }
 
+echo "== --device: cpu named explicitly trains the same run; a device this machine lacks is a clear error"
+train 1 dcpu --steps=3 --device=cpu
+grep -q "over mpi on cpu" "$work/dcpu.log" || { cat "$work/dcpu.log"; fail "the device is not logged"; }
+cmp_ck "$(ck w1 3)" "$(ck dcpu 3)" 0
+if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/dtpu" --steps=1 --device=tpu >"$work/dtpu.log" 2>&1; then fail "--device=tpu accepted"; fi
+grep -q -- "--device=tpu: expected auto, cpu, cuda or cuda:N" "$work/dtpu.log" || { cat "$work/dtpu.log"; fail "unclear --device error"; }
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/dcuda" --steps=1 --device=cuda >"$work/dcuda.log" 2>&1; then
+    fail "--device=cuda accepted without a GPU"
+  fi
+  grep -q -- "--device=cuda: no CUDA device is visible" "$work/dcuda.log" || { cat "$work/dcuda.log"; fail "unclear --device=cuda error"; }
+fi
+
 echo "== resume refuses changed model and objective settings, listing each; --allow_objective_change"
 if mpi 1 "$bin/drift_train" "${common[@]}" --run_dir="$work/inc" --steps=9 --resume=auto --taus=0.05 --gen_width=32 \
     --tau_warmup_reset=false >"$work/change.log" 2>&1; then fail "resumed with a changed model"; fi
