@@ -94,6 +94,15 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
   return std::make_unique<MpiCommunicator>(topology.world, topology.local_rank, options.watchdog);
 }
 
+int lowest_failed_rank(Communicator& comm, bool ok) {
+  // The lowest failing rank r contributes world - r, so the maximum names it (0: none failed).
+  const int world = comm.world_size();
+  auto v = torch::tensor({static_cast<int64_t>(ok ? 0 : world - comm.rank())}, torch::kLong).to(comm.device());
+  comm.all_reduce_max(v);
+  const int64_t m = v.item<int64_t>();
+  return m == 0 ? -1 : static_cast<int>(world - m);
+}
+
 torch::Device select_device(const std::string& request, const Topology& topology, const std::string& what) {
   const bool gpu = DRIFTLAB_WITH_CUDA && torch::cuda::is_available();
   const int count = gpu ? static_cast<int>(torch::cuda::device_count()) : 0;

@@ -107,4 +107,10 @@ std::unique_ptr<Communicator> make_communicator(const Topology& topology, const 
 // where no GPU is visible.
 torch::Device select_device(const std::string& request, const Topology& topology, const std::string& what = "--device");
 
+// "Some rank acts, every rank learns the outcome" (collective): each rank says whether its part
+// went well; every rank gets the lowest rank that said no, or -1 when none did. The tools use it
+// wherever one rank (or every rank) does file work the others must not run past: the trainer's
+// checkpoint shards and manifest, the sampler's output folder.
+int lowest_failed_rank(Communicator& comm, bool ok);
+
 }  // namespace driftlab::comm

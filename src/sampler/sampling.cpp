@@ -371,10 +371,9 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
       error = e.what();
     }
   }
-  auto ok = torch::tensor({error.empty() ? 1 : 0}, torch::kInt32);
-  comm.broadcast(ok, 0);
+  const bool prepared = comm::lowest_failed_rank(comm, error.empty()) < 0;
   if (!error.empty()) throw UserError(error);
-  DL_REQUIRE(ok.item<int>() == 1, "rank 0 could not prepare the output folder " << cfg.out << " (its log says why)");
+  DL_REQUIRE(prepared, "rank 0 could not prepare the output folder " << cfg.out << " (its log says why)");
 
   const std::vector<int> pending = pending_units(out, job);
   const bool all_done = is_complete(out, job);

@@ -306,11 +306,8 @@ int Trainer::agreed_stop_signal() {
 }
 
 bool Trainer::agree_all_ok(bool ok) {
-  // The lowest failing rank r contributes world - r, so the maximum names it (0: none failed).
-  auto v = torch::tensor({static_cast<int64_t>(ok ? 0 : world_ - rank_)}, torch::kLong).to(device_);
-  comm_.all_reduce_max(v);
-  failed_rank_ = static_cast<int>(world_ - v.item<int64_t>());
-  return v.item<int64_t>() == 0;
+  failed_rank_ = comm::lowest_failed_rank(comm_, ok);
+  return failed_rank_ < 0;
 }
 
 // Ends the job after a failed checkpoint write with one line, from the lowest failing rank,

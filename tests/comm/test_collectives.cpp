@@ -301,6 +301,15 @@ TEST(Unsupported, MpiRefusesTensorsOnOtherDevices) {
   EXPECT_THROW(comm().broadcast(meta, 0), UnsupportedOperation);
 }
 
+TEST(LowestFailedRank, EveryRankLearnsTheSameRank) {
+  const int r = comm().rank(), n = comm().world_size();
+  EXPECT_EQ(lowest_failed_rank(comm(), true), -1);
+  EXPECT_EQ(lowest_failed_rank(comm(), false), 0);
+  // ranks 1 and 2 fail (where they exist): every rank hears 1
+  EXPECT_EQ(lowest_failed_rank(comm(), r != 1 && r != 2), n > 1 ? 1 : -1);
+  EXPECT_EQ(lowest_failed_rank(comm(), r != n - 1), n - 1);
+}
+
 TEST(SelectDevice, NamesTheFlagAndWhatIsExpected) {
   EXPECT_EQ(select_device("cpu", topology()), torch::Device(torch::kCPU));
   for (const std::string bad : {"tpu", "cuda:", "cuda:x", "cuda:-1"}) {
