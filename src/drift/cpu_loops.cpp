@@ -1,6 +1,6 @@
 // Fused CPU loops of the drift kernel (see cpu_loops.h): the loops of cpu_loops_impl.h built for
-// the baseline instruction set and, on x86-64, again for AVX2 + FMA (twice the lanes); each call
-// takes the AVX2 build when the CPU has it.
+// the baseline instruction set and, on x86-64, again for AVX2 + FMA and for AVX-512; each float
+// call takes the widest build the CPU has.
 #include <cstdlib>
 #include <type_traits>
 
@@ -20,28 +20,51 @@
 #undef DRIFTLAB_CPU_LOOPS_NS
 #undef DRIFTLAB_CPU_LOOPS_VBYTES
 #pragma GCC pop_options
+
+// AVX-512 (F, DQ, VL): 16 float lanes, 32 registers; 512-bit vectors preferred (GCC's generic
+// tuning would keep 256).
+#define DRIFTLAB_CPU_LOOPS_AVX512 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")
+#define DRIFTLAB_CPU_LOOPS_NS avx512
+#define DRIFTLAB_CPU_LOOPS_VBYTES 64  // AVX-512 registers
+#include "drift/cpu_loops_impl.h"
+#undef DRIFTLAB_CPU_LOOPS_NS
+#undef DRIFTLAB_CPU_LOOPS_VBYTES
+#pragma GCC pop_options
 #endif
 
 namespace driftlab::drift::cpu {
 namespace {
 
-bool use_avx2() {
+// The instruction set of the float loops: 2 AVX-512, 1 AVX2 + FMA, 0 the baseline. The variables
+// DRIFTLAB_NO_AVX512=1 and DRIFTLAB_NO_AVX2=1 (which implies the first) force a lower one, to
+// compare them.
+int float_isa() {
 #ifdef DRIFTLAB_CPU_LOOPS_AVX2
-  // DRIFTLAB_NO_AVX2=1 forces the baseline build (to compare the two).
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !std::getenv("DRIFTLAB_NO_AVX2");
-  return yes;
+  static const int isa = [] {
+    if (std::getenv("DRIFTLAB_NO_AVX2") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (std::getenv("DRIFTLAB_NO_AVX512") || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq") ||
+        !__builtin_cpu_supports("avx512vl"))
+      return 1;
+    return 2;
+  }();
+  return isa;
 #else
-  return false;
+  return 0;
 #endif
 }
 
 }  // namespace
 
-// float: the AVX2 build where the CPU has it. double (tests, references) keeps the baseline
-// build: no fused multiply-adds, so its rounding follows the plain formulas.
+// float: the widest build the CPU has. double (tests, references) keeps the baseline build: no
+// fused multiply-adds, so its rounding follows the plain formulas.
 #ifdef DRIFTLAB_CPU_LOOPS_AVX2
-#define DRIFTLAB_PICK(f, ...) \
-  ((std::is_same_v<T, float> && use_avx2()) ? avx2::f(__VA_ARGS__) : base::f(__VA_ARGS__))
+#define DRIFTLAB_PICK(f, ...)                                                                   \
+  (!std::is_same_v<T, float> ? base::f(__VA_ARGS__)                                              \
+   : float_isa() == 2        ? avx512::f(__VA_ARGS__)                                            \
+   : float_isa() == 1        ? avx2::f(__VA_ARGS__)                                              \
+                             : base::f(__VA_ARGS__))
 #else
 #define DRIFTLAB_PICK(f, ...) base::f(__VA_ARGS__)
 #endif

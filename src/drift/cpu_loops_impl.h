@@ -57,7 +57,8 @@ void exp_inplace(double* __restrict x, int64_t n) {
 // Scratch rows of one thread (C entries each), kept across calls.
 template <typename T>
 T* scratch_rows(int64_t C, int which) {
-  thread_local std::vector<T> buf[3];  // 0, 1: exp rows of pass 2; 2: weighted sums of pass 3
+  thread_local std::vector<T> buf[4];  // 0, 1: exp rows of pass 2; 2: weighted sums of pass 3;
+                                       // 3: the padded last columns of the direct distances
   auto& b = buf[which];
   if (static_cast<int64_t>(b.size()) < C) b.resize(static_cast<size_t>(C));
   return b.data();
@@ -179,16 +180,25 @@ void direct_distances(T* d, const TileShape& s, const T* x, int64_t x_gstride, c
         block_distances<T, W / 2>(xrow, yg, s.C, D, j0, drow);
         j0 += W / 2;
       }
+      if (j0 < s.C) {
+        // The last columns through the same block code, on a zero-padded copy of their targets:
+        // every column's sum then comes from the same instructions (a scalar loop here may
+        // contract to fused multiply-adds differently from the vector blocks, and equal targets
+        // in different columns would get distances one rounding apart, breaking the exact zero
+        // field of equal positive and negative sets).
+        constexpr int H = W / 2;
+        const int64_t rest = s.C - j0;
+        T* pad = scratch_rows<T>(D * H + kBlock * H, 3);
+        for (int64_t k = 0; k < D; ++k)
+          for (int j = 0; j < H; ++j) pad[k * H + j] = j < rest ? yg[k * s.C + j0 + j] : T(0);
+        T* prow[kBlock];
+        for (int q = 0; q < kBlock; ++q) prow[q] = pad + D * H + q * H;
+        block_distances<T, H>(xrow, pad, H, D, 0, prow);
+        for (int64_t q = 0; q < nb; ++q)
+          for (int64_t j = 0; j < rest; ++j) drow[q][j0 + j] = prow[q][j];
+      }
       for (int64_t q = 0; q < nb; ++q) {
         T* __restrict row = drow[q];
-        for (int64_t j = j0; j < s.C; ++j) {
-          T sum = 0;
-          for (int64_t k = 0; k < D; ++k) {
-            const T diff = xrow[q][k] - yg[k * s.C + j];
-            sum += diff * diff;
-          }
-          row[j] = sum;
-        }
 #pragma omp simd
         for (int64_t j = 0; j < s.C; ++j) row[j] = std::sqrt(row[j]);
         if (s.mask) row[s.self_col0 + i0 + q] = std::numeric_limits<T>::infinity();

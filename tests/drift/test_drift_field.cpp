@@ -313,10 +313,14 @@ TEST(DriftSanity, SwappingPositivesAndNegativesFlipsTheSign) {
 
 TEST(DriftSanity, PositivesEqualNegativesGiveZeroField) {
   torch::manual_seed(8);
-  for (int64_t D : {4, 24}) {  // 24: the register-blocked weighted sums (a block and a half)
+  // D 24: the register-blocked weighted sums (a block and a half). R targets per side: 2R columns,
+  // 24 a whole number of 8-float blocks, 20 and 26 not (the last columns of the direct
+  // distances, which must match the others bit for bit).
+  for (int64_t R : {12, 10, 13})
+  for (int64_t D : {4, 24}) {
   Tensor x = torch::randn({3, 9, D});
-  Tensor y = torch::randn({3, 12, D}) * 1.5;
-  Tensor w = torch::rand({3, 12}) + 0.2;
+  Tensor y = torch::randn({3, R, D}) * 1.5;
+  Tensor w = torch::rand({3, R}) + 0.2;
   FieldOptions o;
   o.mask_self = false;
   for (Path p : {Path::kDense, Path::kTiled}) {

@@ -67,8 +67,10 @@ echo "== bf16 autocast (--precision=bf16): bit-for-bit resume, world-size invari
 # bf16 rounds each product's output: a last-bit difference of the fp32 accumulation (another
 # world size, another blocking) becomes a bf16 step, and Adam's first updates (about lr x sign
 # of the gradient) carry it into the weights (0.016-0.025 here, as far as fp32 is from bf16).
-# So across world sizes the losses are compared (measured within 4e-5 relative); resume on the
-# same world size stays bit-for-bit.
+# So across world sizes the losses are compared: within 1e-3 relative, a quarter of bf16's unit
+# roundoff (3.9e-3); measured 4e-5 with LibTorch 1.13, 4.1e-4 with 2.6 (other oneDNN kernels).
+# A rank's samples missing from the field moves the losses by percents. Resume on the same
+# world size stays bit-for-bit.
 train 1 b1 --steps=6 --precision=bf16
 grep -q "precision: bf16 autocast (--precision=bf16)" "$work/b1.log" || fail "bf16 not logged"
 "$bin/drift_ckpt" inspect "$(ck b1 6)" > "$work/b1.inspect"  # to a file: grep -q would cut the pipe
@@ -88,7 +90,7 @@ b1, b2, b3, f1 = ([float(v) for v in a.split()] for a in sys.argv[1:])
 assert len(b1) == len(b2) == len(b3) == 3, (b1, b2, b3)
 worst = max(abs(x - y) / abs(y) for other in (b2, b3) for x, y in zip(other, b1))
 print(f"bf16 losses, 1 vs 2 and 3 ranks: largest relative difference {worst:.2e}")
-assert worst < 2e-4, worst
+assert worst < 1e-3, worst
 assert b1 != f1, "bf16 and fp32 gave the same losses: autocast did not take effect"
 PY
 # A precision change on resume is allowed and warned (the model and the objective are the same).
