@@ -4,7 +4,8 @@
 # configs/fashion-mnist.flags), one-step sampling of 10 000 images (1 000 per class) at alpha 1
 # and at the guidance scale $DRIFTLAB_EVAL_ALPHA (default 1.5), and evaluation of both (share
 # classified as the requested class, classifier-feature Frechet distance and its floor, k-NN
-# precision/recall) into RUN/eval.json.
+# precision/recall) into RUN/eval.json; a 10 x 10 grid per alpha (RUN/grid-alpha*.png, one row per
+# class) and the nearest training images of 20 samples (RUN/nearest.png) with the copy statistic.
 #   scripts/mnist.sh [mnist|fashion-mnist] [extra drift_train flags]
 # Every stage is skipped when its output exists (delete it to redo); training resumes.
 set -euo pipefail
@@ -58,7 +59,13 @@ for a in 1 "$alpha"; do
   "$bin/drift_eval" compare --generated="$run/sampled-alpha$a" --reference="$data/$name-test" --classifier="$clf" \
     --json="$run/eval-alpha$a.json" --png="$run/compare-alpha$a.png"
   evals+=("\"alpha_$a\": $(cat "$run/eval-alpha$a.json")")
+  # A 10 x 10 grid (one row per class); at alpha 1 also the nearest training images of 20 samples
+  # and the copy statistic (distances to the training set next to held-out images').
+  stage "pictures of the alpha $a samples"
+  nearest=(); [ "$a" != 1 ] || nearest=(--png="$run/nearest.png" --reference="$data/$name-test")
+  "$bin/drift_eval" nearest --generated="$run/sampled-alpha$a" --train="$data/$name-train" \
+    --grid_png="$run/grid-alpha$a.png" "${nearest[@]}" | tee "$run/nearest-alpha$a.txt"
   [ "$a" != "$alpha" ] || break  # DRIFTLAB_EVAL_ALPHA=1: one evaluation
 done
 ( IFS=,; printf '{%s}\n' "${evals[*]}" ) > "$run/eval.json"
-stage "done: $run/samples.png, $run/sampled-alpha*.png, $run/compare-alpha*.png, $run/eval.json"
+stage "done: $run/samples.png, $run/grid-alpha*.png (one row per class), $run/nearest.png, $run/compare-alpha*.png, $run/eval.json"
