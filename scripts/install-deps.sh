@@ -24,6 +24,7 @@ packages=(
   libgflags-dev libgoogle-glog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev zlib1g-dev libzip-dev
+  libcairo2-dev fonts-dejavu-core  # pictures with axes and legends (optional at configure)
   python3-numpy python3-h5py unzip procps
   dataset-fashion-mnist
   npm

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/plot.h"
 
 namespace driftlab::data {
 
@@ -20,26 +21,19 @@ std::string picture_unsupported(const DatasetSpec& spec) {
          "set has samples of " + d;
 }
 
-Image picture(const DatasetSpec& spec, const torch::Tensor& samples, const torch::Tensor& reference, int cols) {
+Image picture(const DatasetSpec& spec, const torch::Tensor& samples, const torch::Tensor& reference, int cols,
+              const std::string& title) {
   if (samples.dim() == 4) return image_grid(samples, cols, -1.f, 1.f);
   DL_REQUIRE(samples.dim() == 2 && samples.size(1) >= 2,
              "pictures need images [n, C, H, W] or points [n, D] with D >= 2; this data set has samples of "
                  << spec.describe());
   // Vectors of more than 2 coordinates: the plane of the first two.
-  const torch::Tensor xy = samples.slice(1, 0, 2);
-  const torch::Tensor ref = reference.defined() && reference.dim() == 2 && reference.size(1) >= 2
-                                ? reference.slice(1, 0, 2)
-                                : torch::Tensor();
-  std::vector<torch::Tensor> sets{xy};
-  if (ref.defined()) sets.push_back(ref);
-  const auto b = Canvas::fit_bounds(sets);
-  // Square axes: the same data extent per pixel in x and y, so shapes are not distorted.
-  const float span = std::max(b[1] - b[0], b[3] - b[2]);
-  const float cx = (b[0] + b[1]) / 2, cy = (b[2] + b[3]) / 2;
-  Canvas c(640, 640, cx - span / 2, cx + span / 2, cy - span / 2, cy + span / 2);
-  if (ref.defined()) c.points(ref, {150, 150, 150}, 1, 0.35f);
-  c.points(xy, {30, 90, 200}, 1, 0.6f);
-  return c.image();
+  plot::Scatter s;
+  s.title = title;
+  if (reference.defined() && reference.dim() == 2 && reference.size(1) >= 2)
+    s.series.push_back({reference.slice(1, 0, 2), {150, 150, 150}, 0.35f, "data (" + std::to_string(reference.size(0)) + ")"});
+  s.series.push_back({samples.slice(1, 0, 2), {30, 90, 200}, 0.6f, "generated (" + std::to_string(samples.size(0)) + ")"});
+  return plot::draw(s);
 }
 
 }  // namespace driftlab::data

@@ -17,8 +17,10 @@ namespace driftlab::data {
 std::string picture_unsupported(const DatasetSpec& spec);
 
 // Images [n, C, H, W] in [-1, 1] -> a grid; points [n, D], D >= 2 -> a scatter (blue) of the
-// first two coordinates over those of the reference points (grey, may be undefined). Other
-// shapes: UserError naming the data set's sample shape.
-Image picture(const DatasetSpec& spec, const torch::Tensor& samples, const torch::Tensor& reference, int cols = 0);
+// first two coordinates over those of the reference points (grey, may be undefined), with axes,
+// `title` and a legend where the build has cairo (common/plot.h). Other shapes: UserError naming
+// the data set's sample shape.
+Image picture(const DatasetSpec& spec, const torch::Tensor& samples, const torch::Tensor& reference, int cols = 0,
+              const std::string& title = "");
 
 }  // namespace driftlab::data

@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "common/check.h"         // DL_REQUIRE
-#include "common/image.h"         // write_png, image_grid, Canvas for --png
+#include "common/image.h"         // write_png, image_grid for --png
+#include "common/plot.h"          // scatter with axes for --png
 #include "common/rng.h"           // the subsampling permutation
 #include "data/sample_files.h"    // open_sample_set: shard sets, PNG folders, .npz
 #include "eval/classifier.h"      // load_classifier, classifier_features, classifier_accuracy
@@ -365,11 +366,11 @@ int compare(const CompareConfig& config) {
       const int64_t n = std::min<int64_t>(32, std::min(g.size(0), b.size(0)));
       write_png(config.png, image_grid(torch::cat({g.slice(0, 0, n), b.slice(0, 0, n)}), 8));
     } else if (g.size(1) == 2) {
-      const auto bounds = Canvas::fit_bounds({g, a});
-      Canvas canvas(640, 640, bounds[0], bounds[1], bounds[2], bounds[3]);
-      canvas.points(a, {150, 150, 150}, 1, 0.35f);
-      canvas.points(g, {30, 90, 200}, 1, 0.6f);
-      write_png(config.png, canvas.image());
+      plot::Scatter s;
+      s.title = "drift_eval compare";
+      s.series.push_back({a, {150, 150, 150}, 0.35f, "reference (" + std::to_string(a.size(0)) + ")"});
+      s.series.push_back({g, {30, 90, 200}, 0.6f, "generated (" + std::to_string(g.size(0)) + ")"});
+      write_png(config.png, plot::draw(s));
     }
   }
   return 0;

@@ -220,6 +220,13 @@ void assemble_npz(const fs::path& out, const data::DatasetSpec& spec, int64_t n)
 // OUT.png of the first samples: `count` images, or up to 50 000 points. They are generated
 // again (sample i is a pure function of its index), not read back, so the picture costs the same
 // whatever the size of the output. A side output: failures only warn.
+// "1", "1.5": the guidance scale as a person writes it.
+std::string fmt_alpha(double a) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", a);
+  return buf;
+}
+
 void write_picture(const fs::path& out, const proto::SamplingJob& job, const data::DatasetSpec& spec, int count,
                    models::GeneratorImpl& gen, const std::vector<int64_t>& class_counts, torch::Device device) {
   try {
@@ -232,7 +239,7 @@ void write_picture(const fs::path& out, const proto::SamplingJob& job, const dat
     const int cols = spec.num_classes > 0 && job.classes() == "all"
                          ? static_cast<int>(std::min<int64_t>(spec.num_classes, shown)) : 0;
     const std::string png = out.string() + ".png";
-    write_png(png, data::picture(spec, samples, torch::Tensor(), cols));
+    write_png(png, data::picture(spec, samples, torch::Tensor(), cols, "drift_sample, alpha " + fmt_alpha(job.alpha())));
     LOG(INFO) << "picture of the first " << shown << " samples: " << png;
   } catch (const std::exception& e) {
     LOG(WARNING) << "no picture written for " << out.string() << ": " << e.what();

@@ -410,7 +410,8 @@ void Trainer::draw_picture(int64_t step, const std::string& name) {
     reference = data_->read(idx);
   }
   const std::string path = (fs::path(cfg_.output.run_dir) / name).string();
-  write_png(path, data::picture(spec, samples, reference, cols));
+  write_png(path, data::picture(spec, samples, reference, cols,
+                                "drift_train, step " + std::to_string(step) + " (EMA weights)"));
   LOG(INFO) << "step " << step << ": samples written to " << path;
 }
 
