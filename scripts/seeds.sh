@@ -22,6 +22,7 @@
 # --sample_flags=F   extra drift_sample flags, e.g. "--classes=all --alpha=1"
 # --eval_flags=F     extra drift_eval compare flags, e.g. "--permutations=500"
 # --ranks=N          training ranks on this node (default: one per core, at most 8)
+# DRIFTLAB_BIN=DIR   the binaries (default build/bin), e.g. a frozen copy while the tree is rebuilt
 # --score-only       do not train or sample: re-score the seeds' existing runs and append them
 # --summary          print the mean and spread of every metric over the results file, then exit
 # --row              with --summary: also print one Markdown table row of the headline metrics
@@ -31,7 +32,7 @@
 # background: nohup scripts/seeds.sh 8gaussians > runs/seeds-8gaussians.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,34p' "$0"; }
+usage() { sed -n '2,35p' "$0"; }
 seeds=0,1,2 runs_dir=runs/seeds name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
 sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target=""
 while [ $# -gt 0 ]; do
@@ -64,7 +65,7 @@ name_given=0; [ -z "$name" ] || name_given=1
 [[ "$seeds" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "seeds.sh: --seeds expects comma-separated integers, got '$seeds'" >&2; exit 2; }
 [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "seeds.sh: --ranks expects a positive integer, got '$ranks'" >&2; exit 2; }
 [[ "$samples" =~ ^[1-9][0-9]*$ ]] || { echo "seeds.sh: --samples expects a positive integer, got '$samples'" >&2; exit 2; }
-bin=build/bin
+bin=${DRIFTLAB_BIN:-build/bin}  # DRIFTLAB_BIN: a frozen copy of the binaries, for sweeps beside development
 toy_flags=() is_toy=0
 case "$target" in
   checkerboard|swissroll|8gaussians|unequal|nested|separated)
