@@ -32,7 +32,7 @@
 # background: nohup scripts/seeds.sh 8gaussians > runs/seeds-8gaussians.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,35p' "$0"; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; }
 seeds=0,1,2 runs_dir=runs/seeds name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
 sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target=""
 while [ $# -gt 0 ]; do
