@@ -38,7 +38,8 @@ each ends as pass, fail or skip in OUT_DIR/summary.json; everything they print: 
                sampled every 0.2 s), loss against train_cpu: step 1 within 1% relative, the mean of
                the last 5 steps within 10%.
   train_mpi2   mpirun -np 2 drift_train --backend=mpi --device=cuda: 2 ranks on one GPU (NCCL refuses
-               that), collectives through host memory: samples/s, peak GPU memory (--dry-run: cpu).
+               that), collectives through host memory: samples/s, peak GPU memory, the losses
+               against train_cpu as for train_nccl1 (--dry-run: cpu).
   sample_cuda  drift_sample --device=cuda from train_nccl1's checkpoint, and --device=cpu from the
                same checkpoint; the npz images compared (numpy): at most 2 of 255 levels apart.
   field_cuda   test_drift --gtest_filter=DriftCuda.*: the drift field, its loss and gradient on CUDA
@@ -352,6 +353,23 @@ train() {  # train PHASE SECONDS LAUNCH... -- FLAGS...
   local phase=$1 t=$2; shift 2
   (cd "$repo" && run "$t" "$phase" "$@" "${train_flags[@]}" --run_dir="$work/$phase")
 }
+# versus_cpu PHASE: records PHASE's first loss and mean of the last 5, and their relative
+# differences from train_cpu's; the same weights and data (the global batch does not depend on the
+# world size), so step 1 differs only by reduction order: within 1%, the last 5 steps within 10%.
+# Sets vs_cpu to a sentence; status 0 within both tolerances.
+versus_cpu() {
+  local g1 gl c1 cl r1 rl
+  g1=$(losses "$work/$1" | head -n 1); gl=$(losses "$work/$1" | tail -n 5 | awk '{s += $1} END {print s / NR}')
+  num loss_first "$g1"; num loss_last5_mean "$gl"
+  c1=$(losses "$work/train_cpu" | head -n 1); cl=$(losses "$work/train_cpu" | tail -n 5 | awk '{s += $1} END {print s / NR}')
+  r1=$(awk -v a="$g1" -v b="$c1" 'BEGIN {d = a - b; if (d < 0) d = -d; printf "%.5f", d / (b < 0 ? -b : b)}')
+  rl=$(awk -v a="$gl" -v b="$cl" 'BEGIN {d = a - b; if (d < 0) d = -d; printf "%.5f", d / (b < 0 ? -b : b)}')
+  num loss_first_rel_diff_vs_cpu "$r1"; num loss_last5_rel_diff_vs_cpu "$rl"
+  if awk -v a="$r1" -v b="$rl" 'BEGIN {exit !(a <= 0.01 && b <= 0.10)}'; then
+    vs_cpu="losses within 1% (step 1: $r1) and 10% (last 5: $rl) of the CPU run"; return 0
+  fi
+  vs_cpu="losses differ from the CPU run: step 1 by $r1, last 5 by $rl (tolerance 0.01, 0.10)"; return 1
+}
 cpu_ok=0
 if [ "$data_ok" -eq 0 ]; then skip train_cpu "no data"
 elif needs train_cpu 0; then
@@ -368,15 +386,8 @@ elif needs train_nccl1 1; then
   if train train_nccl1 "$(limit 120)" "$B/drift_train" --backend=nccl; then
     num peak_gpu_mem_mib "$(gpu_mem_stop train_nccl1)"
     num samples_per_s "$(rate "$work/train_nccl1")"
-    g1=$(losses "$work/train_nccl1" | head -n 1); gl=$(losses "$work/train_nccl1" | tail -n 5 | awk '{s += $1} END {print s / NR}')
-    num loss_first "$g1"; num loss_last5_mean "$gl"
     if [ "$cpu_ok" -eq 1 ]; then
-      c1=$(losses "$work/train_cpu" | head -n 1); cl=$(losses "$work/train_cpu" | tail -n 5 | awk '{s += $1} END {print s / NR}')
-      r1=$(awk -v a="$g1" -v b="$c1" 'BEGIN {d = a - b; if (d < 0) d = -d; printf "%.5f", d / (b < 0 ? -b : b)}')
-      rl=$(awk -v a="$gl" -v b="$cl" 'BEGIN {d = a - b; if (d < 0) d = -d; printf "%.5f", d / (b < 0 ? -b : b)}')
-      num loss_first_rel_diff_vs_cpu "$r1"; num loss_last5_rel_diff_vs_cpu "$rl"
-      if awk -v a="$r1" -v b="$rl" 'BEGIN {exit !(a <= 0.01 && b <= 0.10)}'; then end pass "cuda, NCCL, 1 rank; losses within 1% (step 1) and 10% (last 5) of the CPU run"
-      else end fail "losses differ from the CPU run: step 1 by $r1, last 5 by $rl (tolerance 0.01, 0.10)"; fi
+      if versus_cpu train_nccl1; then end pass "cuda, NCCL, 1 rank; $vs_cpu"; else end fail "$vs_cpu"; fi
     else end pass "cuda, NCCL, 1 rank; no CPU reference (train_cpu failed)"; fi
   else gpu_mem_stop train_nccl1 >/dev/null; end fail "${timed_out}see $out/train_nccl1.log"; fi
 fi
@@ -387,9 +398,11 @@ elif needs train_mpi2 0; then
   gpu_mem_start train_mpi2
   if train train_mpi2 "$(limit 150)" mpirun -np 2 --bind-to none "$B/drift_train" --backend=mpi --device="$device"; then
     num peak_gpu_mem_mib "$(gpu_mem_stop train_mpi2)"
-    num samples_per_s "$(rate "$work/train_mpi2")"; num loss_last "$(losses "$work/train_mpi2" | tail -n 1)"
+    num samples_per_s "$(rate "$work/train_mpi2")"
     dev=$(grep -m1 -oE 'world: .*' "$out/train_mpi2.log" | cut -c1-120)
-    end pass "2 ranks over MPI on $device (one GPU shared; collectives through host memory) [$dev]"
+    if [ "$cpu_ok" -eq 0 ]; then end pass "2 ranks over MPI on $device; no CPU reference (train_cpu failed) [$dev]"
+    elif versus_cpu train_mpi2; then end pass "2 ranks over MPI on $device (one GPU shared; collectives through host memory); $vs_cpu [$dev]"
+    else end fail "2 ranks over MPI on $device: $vs_cpu"; fi
   else gpu_mem_stop train_mpi2 >/dev/null; end fail "${timed_out}see $out/train_mpi2.log"; fi
 fi
 
