@@ -255,13 +255,18 @@ gpu_mem_stop() {  # prints the peak in MiB over the run, less the use before it
 }
 
 # ---- NCCL and MPI ----------------------------------------------------------------------------
-if needs nccl_raw 1; then
-  begin nccl_raw
-  if run "$(limit 60)" nccl_raw "$B/test_comm" --gtest_filter='RawNccl.*:NcclBackend.*:MpiCuda.*:SelectDevice.*'; then
-    if grep -q '\[  SKIPPED \]' "$out/nccl_raw.log"; then end fail "a test skipped: $(grep -m1 -i 'needs' "$out/nccl_raw.log")"
-    else end pass "world 1: raw NCCL on device buffers; the NCCL backend (make_communicator) and the MPI backend with CUDA tensors, every collective against closed forms"; fi
-  else end fail "${timed_out}see $out/nccl_raw.log"; fi
-fi
+# gtest_phase PHASE BINARY FILTER WHAT: one GPU phase of GoogleTest cases; a skipped case counts as
+# a failure (on a GPU machine every selected case must run).
+gtest_phase() {
+  needs "$1" 1 || return 0
+  begin "$1"
+  if run "$(limit 60)" "$1" "$B/$2" --gtest_filter="$3"; then
+    if grep -q '\[  SKIPPED \]' "$out/$1.log"; then end fail "a case skipped: $(grep -m1 -i 'needs' "$out/$1.log")"
+    else end pass "$4"; fi
+  else end fail "${timed_out}see $out/$1.log"; fi
+}
+gtest_phase nccl_raw test_comm 'RawNccl.*:NcclBackend.*:MpiCuda.*:SelectDevice.*' \
+  "world 1: raw NCCL on device buffers; the NCCL backend (make_communicator) and the MPI backend with CUDA tensors, every collective against closed forms"
 if needs nccl_comm 1; then
   begin nccl_comm
   if run "$(limit 90)" nccl_comm "$B/comm_bench" --backend=nccl --max_bytes=$((64 << 20)) --trials=3 --sync_iters=5 --collective_timeout=60; then
@@ -282,20 +287,10 @@ if needs mpi_world2 0; then
     else end pass "the bundle's mpirun, 2 ranks, MPI backend (CPU tensors; --dry-run)"; fi
   else end fail "${timed_out}see $out/mpi_world2.log and (GPU) $out/mpi_world2_cuda.log"; fi
 fi
-if needs field_cuda 1; then
-  begin field_cuda
-  if run "$(limit 60)" field_cuda "$B/test_drift" --gtest_filter='DriftCuda.*'; then
-    if grep -q '\[  SKIPPED \]' "$out/field_cuda.log"; then end fail "DriftCuda skipped: LibTorch sees no CUDA device"
-    else end pass "DriftCuda.FieldOnCudaEqualsTheCpuField: field, loss and gradient on CUDA equal the CPU's"; fi
-  else end fail "${timed_out}see $out/field_cuda.log"; fi
-fi
-if needs watchdog_stop 1; then
-  begin watchdog_stop
-  if run "$(limit 60)" watchdog_stop "$B/test_comm" --gtest_filter='RawNcclDeath.*'; then
-    if grep -q '\[  SKIPPED \]' "$out/watchdog_stop.log"; then end fail "RawNcclDeath skipped"
-    else end pass "an NCCL all-reduce held on the GPU past a 1 s deadline: the CUDA-event path names it, the abort hook aborts NCCL"; fi
-  else end fail "${timed_out}see $out/watchdog_stop.log"; fi
-fi
+gtest_phase field_cuda test_drift 'DriftCuda.*' \
+  "DriftCuda.FieldOnCudaEqualsTheCpuField: field, loss and gradient on CUDA equal the CPU's"
+gtest_phase watchdog_stop test_comm 'RawNcclDeath.*' \
+  "an NCCL all-reduce held on the GPU past a 1 s deadline: the CUDA-event path names it, the abort hook aborts NCCL"
 
 # ---- data ------------------------------------------------------------------------------------
 data_ok=0

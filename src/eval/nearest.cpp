@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <limits>
 #include <numeric>
 
 #include <torch/torch.h>
@@ -26,19 +28,33 @@ std::vector<int64_t> iota(int64_t begin, int64_t count) {
 
 torch::Tensor flat(const torch::Tensor& t) { return t.reshape({t.size(0), -1}); }
 
-// Distance to (and index of) the nearest row of the whole set, read block by block.
-std::pair<torch::Tensor, torch::Tensor> nearest_in_set(const torch::Tensor& queries, const data::SampleSet& set) {
-  torch::Tensor best = torch::full({queries.size(0)}, std::numeric_limits<float>::infinity());
-  torch::Tensor where = torch::full({queries.size(0)}, -1, torch::kLong);
-  for (int64_t b = 0; b < set.size(); b += kReadBlock) {
-    const int64_t n = std::min(kReadBlock, set.size() - b);
-    auto [x, labels] = set.read(iota(b, n));
-    auto [d, i] = nearest_rows(queries, flat(x));
-    const torch::Tensor closer = d < best;
-    best = torch::where(closer, d, best);
+// The distance to, and index of, each query's nearest among `total` pool rows that `rows(begin,
+// count)` produces ([count, d]) `block` at a time: the expansion ||q||^2 + ||p||^2 - 2 q.p picks
+// each block's nearest row, whose distance is then computed directly (the expansion cancels: an
+// exact copy would read about 1e-3 instead of 0), and the blocks are merged on that distance.
+std::pair<torch::Tensor, torch::Tensor> nearest_over_blocks(const torch::Tensor& queries, int64_t total, int64_t block,
+                                                            const std::function<torch::Tensor(int64_t, int64_t)>& rows) {
+  const torch::Tensor q = queries.to(torch::kFloat), q2 = q.pow(2).sum(1, true);
+  torch::Tensor best = torch::full({q.size(0)}, std::numeric_limits<float>::infinity());
+  torch::Tensor where = torch::zeros({q.size(0)}, torch::kLong);
+  for (int64_t b = 0; b < total; b += block) {
+    const torch::Tensor p = rows(b, std::min(block, total - b)).to(torch::kFloat);
+    DL_REQUIRE(p.dim() == 2 && p.size(1) == q.size(1), "nearest: pool rows of " << p.size(1) << " values for queries of "
+                                                                                 << q.size(1));
+    const torch::Tensor d2 = q2 + p.pow(2).sum(1).unsqueeze(0) - 2 * q.matmul(p.t());
+    const torch::Tensor i = std::get<1>(d2.min(1));
+    const torch::Tensor exact = (q - p.index_select(0, i)).pow(2).sum(1);
+    const torch::Tensor closer = exact < best;
+    best = torch::where(closer, exact, best);
     where = torch::where(closer, i + b, where);
   }
-  return {best, where};
+  return {best.sqrt(), where};
+}
+
+// The nearest row of a whole sample set, read block by block.
+std::pair<torch::Tensor, torch::Tensor> nearest_in_set(const torch::Tensor& queries, const data::SampleSet& set) {
+  return nearest_over_blocks(queries, set.size(), kReadBlock,
+                             [&](int64_t b, int64_t n) { return flat(set.read(iota(b, n)).first); });
 }
 
 double quantile_of(const torch::Tensor& v, double q) { return torch::quantile(v.to(torch::kDouble), q).item<double>(); }
@@ -54,23 +70,9 @@ Image grid_of(const torch::Tensor& images, const std::vector<int64_t>& order, in
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> nearest_rows(const torch::Tensor& queries, const torch::Tensor& pool, int64_t chunk) {
-  DL_REQUIRE(queries.dim() == 2 && pool.dim() == 2 && queries.size(1) == pool.size(1) && pool.size(0) > 0,
+  DL_REQUIRE(queries.dim() == 2 && pool.dim() == 2 && queries.size(1) == pool.size(1) && pool.size(0) > 0 && chunk > 0,
              "nearest_rows: queries [n, d] and a non-empty pool [m, d] expected");
-  const torch::Tensor q = queries.to(torch::kFloat), q2 = q.pow(2).sum(1, true);
-  torch::Tensor best = torch::full({q.size(0)}, std::numeric_limits<float>::infinity());
-  torch::Tensor where = torch::zeros({q.size(0)}, torch::kLong);
-  for (int64_t b = 0; b < pool.size(0); b += chunk) {
-    const torch::Tensor p = pool.narrow(0, b, std::min(chunk, pool.size(0) - b)).to(torch::kFloat);
-    // ||q - p||^2 = ||q||^2 + ||p||^2 - 2 q.p, clamped at 0 (rounding can make it slightly negative).
-    const torch::Tensor d2 = (q2 + p.pow(2).sum(1).unsqueeze(0) - 2 * q.matmul(p.t())).clamp_min(0);
-    auto [m, i] = d2.min(1);
-    const torch::Tensor closer = m < best;
-    best = torch::where(closer, m, best);
-    where = torch::where(closer, i + b, where);
-  }
-  // The expansion picks the row; its distance is recomputed directly (the expansion cancels: an
-  // exact copy would read about 1e-3 instead of 0).
-  return {(q - pool.index_select(0, where).to(torch::kFloat)).pow(2).sum(1).sqrt(), where};
+  return nearest_over_blocks(queries, pool.size(0), chunk, [&](int64_t b, int64_t n) { return pool.narrow(0, b, n); });
 }
 
 std::vector<int64_t> class_grid_order(const std::vector<int64_t>& labels, int64_t num_classes, int per_class) {

@@ -217,9 +217,6 @@ void assemble_npz(const fs::path& out, const data::DatasetSpec& spec, int64_t n)
   LOG(INFO) << "wrote " << (out / kNpzName).string() << " (" << n << " samples) in " << sw.seconds() << " s";
 }
 
-// OUT.png of the first samples: `count` images, or up to 50 000 points. They are generated
-// again (sample i is a pure function of its index), not read back, so the picture costs the same
-// whatever the size of the output. A side output: failures only warn.
 // "1", "1.5": the guidance scale as a person writes it.
 std::string fmt_alpha(double a) {
   char buf[32];
@@ -227,6 +224,9 @@ std::string fmt_alpha(double a) {
   return buf;
 }
 
+// OUT.png of the first samples: `count` images, or up to 50 000 points. They are generated
+// again (sample i is a pure function of its index), not read back, so the picture costs the same
+// whatever the size of the output. A side output: failures only warn.
 void write_picture(const fs::path& out, const proto::SamplingJob& job, const data::DatasetSpec& spec, int count,
                    models::GeneratorImpl& gen, const std::vector<int64_t>& class_counts, torch::Device device) {
   try {
