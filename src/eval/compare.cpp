@@ -13,8 +13,8 @@
 
 #include "common/check.h"         // DL_REQUIRE
 #include "common/image.h"         // write_png, image_grid for --png
-#include "common/plot.h"          // scatter with axes for --png
 #include "common/rng.h"           // the subsampling permutation
+#include "data/picture.h"         // the 2-D scatter of --png
 #include "data/sample_files.h"    // open_sample_set: shard sets, PNG folders, .npz
 #include "eval/classifier.h"      // load_classifier, classifier_features, classifier_accuracy
 #include "eval/metrics.h"         // the metrics
@@ -366,11 +366,7 @@ int compare(const CompareConfig& config) {
       const int64_t n = std::min<int64_t>(32, std::min(g.size(0), b.size(0)));
       write_png(config.png, image_grid(torch::cat({g.slice(0, 0, n), b.slice(0, 0, n)}), 8));
     } else if (g.size(1) == 2) {
-      plot::Scatter s;
-      s.title = "drift_eval compare";
-      s.series.push_back({a, {150, 150, 150}, 0.35f, "reference (" + std::to_string(a.size(0)) + ")"});
-      s.series.push_back({g, {30, 90, 200}, 0.6f, "generated (" + std::to_string(g.size(0)) + ")"});
-      write_png(config.png, plot::draw(s));
+      write_png(config.png, data::picture(gen->spec(), g, a, 0, "drift_eval compare (data: the reference)"));
     }
   }
   return 0;
