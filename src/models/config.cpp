@@ -131,6 +131,10 @@ void GeneratorConfig::validate() const {
     DL_REQUIRE(d > 0, "gen_sample_shape=" << format_int_list(sample_shape) << ": sizes must be > 0");
   DL_REQUIRE(num_classes >= 0, "gen_num_classes=" << num_classes << ": expected >= 0");
   DL_REQUIRE(width > 0, "gen_width=" << width << ": expected > 0");
+  DL_REQUIRE(noise_categories >= 0, "gen_noise_categories=" << noise_categories << ": expected >= 0");
+  DL_REQUIRE(noise_categories == 0 || arch == "mlp",
+             "gen_noise_categories=" << noise_categories << ": only the mlp generator has a discrete noise part "
+                                     << "(gen_arch=" << arch << "; dit has style tokens)");
   if (arch == "mlp") {
     DL_REQUIRE(noise_dim > 0, "gen_noise_dim=" << noise_dim << ": expected > 0");
     DL_REQUIRE(depth >= 1, "gen_depth=" << depth << ": expected >= 1 hidden layer");
@@ -170,6 +174,7 @@ FlagMap GeneratorConfig::to_map() const {
       {"gen_sample_shape", format_int_list(sample_shape)},
       {"gen_num_classes", std::to_string(num_classes)},
       {"gen_noise_dim", std::to_string(noise_dim)},
+      {"gen_noise_categories", std::to_string(noise_categories)},
       {"gen_width", std::to_string(width)},
       {"gen_depth", std::to_string(depth)},
       {"gen_cond_dim", std::to_string(cond_dim)},
@@ -191,6 +196,7 @@ GeneratorConfig GeneratorConfig::from_map(const FlagMap& m) {
     c.sample_shape = parse_int_list(*v, "gen_sample_shape");
   read_int(m, "gen_num_classes", c.num_classes);
   read_int(m, "gen_noise_dim", c.noise_dim);
+  read_int(m, "gen_noise_categories", c.noise_categories);
   read_int(m, "gen_width", c.width);
   read_int(m, "gen_depth", c.depth);
   read_int(m, "gen_cond_dim", c.cond_dim);

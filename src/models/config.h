@@ -20,6 +20,8 @@ struct GeneratorConfig {
   std::vector<int64_t> sample_shape{2};   // one output sample: {D} or {C, H, W}
   int64_t num_classes = 0;                // class ids 0..num_classes-1; num_classes = unconditional
   int64_t noise_dim = 32;                 // mlp/conv: length of the noise vector (dit: sample shape)
+  int64_t noise_categories = 0;           // mlp: one uniform index in [0, K) per sample besides the
+                                          // Gaussian noise, through a learned embedding (0: none)
   int64_t width = 256;                    // mlp hidden width, conv base channels, dit hidden size
   int64_t depth = 3;                      // mlp hidden layers, dit blocks (conv: fixed layout)
   int64_t cond_dim = 64;                  // mlp/conv: class + alpha embedding size (dit: width)

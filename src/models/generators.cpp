@@ -53,6 +53,8 @@ class MlpGeneratorImpl : public GeneratorImpl {
     alpha_mlp_ = register_module(
         "alpha_mlp", torch::nn::Sequential(torch::nn::Linear(kMlpFreqDim, cfg.cond_dim), torch::nn::SiLU(),
                                            torch::nn::Linear(cfg.cond_dim, cfg.cond_dim)));
+    if (cfg.noise_categories > 0)
+      category_emb_ = register_module("category_emb", torch::nn::Embedding(cfg.noise_categories, cfg.cond_dim));
     int64_t in = cfg.noise_dim + cfg.cond_dim;
     for (int64_t i = 0; i < cfg.depth; ++i) {
       net_->push_back(torch::nn::Linear(in, cfg.width));
@@ -63,11 +65,18 @@ class MlpGeneratorImpl : public GeneratorImpl {
     net_ = register_module("net", net_);
   }
   std::vector<int64_t> noise_shape() const override { return {cfg_.noise_dim}; }
+  // The discrete part of the noise travels as one style index per row.
+  int64_t style_tokens() const override { return cfg_.noise_categories > 0 ? 1 : 0; }
+  int64_t style_codebook() const override { return cfg_.noise_categories; }
 
  protected:
   torch::Tensor generate(const torch::Tensor& noise, const torch::Tensor& labels, const torch::Tensor& alpha,
-                         const torch::Tensor&) override {
+                         const torch::Tensor& style) override {
     auto cond = class_emb_(labels) + alpha_mlp_->forward(sinusoidal_embedding(alpha * kAlphaScale, kMlpFreqDim));
+    // A learned vector per category added to the conditioning: the generator is a separate
+    // continuous map per category, so K categories can land on K separated pieces of the data
+    // without a bridge of samples between them.
+    if (category_emb_) cond = cond + category_emb_(style.select(1, 0));
     // Every layer but the output one (in fp32 under bf16 autocast: see Fp32Scope).
     auto h = torch::cat({noise, cond}, 1);
     auto layer = net_->begin();
@@ -83,7 +92,7 @@ class MlpGeneratorImpl : public GeneratorImpl {
   }
 
  private:
-  torch::nn::Embedding class_emb_{nullptr};
+  torch::nn::Embedding class_emb_{nullptr}, category_emb_{nullptr};
   torch::nn::Sequential alpha_mlp_{nullptr};
   torch::nn::Sequential net_;
 };
@@ -362,8 +371,8 @@ torch::Tensor GeneratorImpl::forward(const torch::Tensor& noise, const torch::Te
                "generator style: expected int64 [" << b << ", " << style_tokens()
                                                    << "] (draw it with draw_generator_inputs)");
     if (b > 0) {
-      DL_REQUIRE(style.min().item<int64_t>() >= 0 && style.max().item<int64_t>() < cfg_.style_codebook,
-                 "generator style: indices must lie in [0, " << cfg_.style_codebook << ")");
+      DL_REQUIRE(style.min().item<int64_t>() >= 0 && style.max().item<int64_t>() < style_codebook(),
+                 "generator style: indices must lie in [0, " << style_codebook() << ")");
     }
   }
   return generate(noise, labels, alpha.to(noise.scalar_type()), style);
@@ -402,7 +411,7 @@ GeneratorInputs draw_generator_inputs(const GeneratorImpl& gen, uint64_t seed, r
   if (s > 0) {
     in.style = torch::empty({rows, s}, torch::kLong);
     auto* out = in.style.data_ptr<int64_t>();
-    const auto k = static_cast<uint64_t>(gen.config().style_codebook);
+    const auto k = static_cast<uint64_t>(gen.style_codebook());
     // The noise stream is folded into the key so training and sampling styles never alias.
     const uint64_t style_seed = seed ^ (static_cast<uint64_t>(noise_stream) << 40);
     for (int64_t r = 0; r < rows; ++r) {

@@ -29,11 +29,13 @@ class GeneratorImpl : public torch::nn::Module {
   virtual std::vector<int64_t> noise_shape() const = 0;
   // Number of style indices per row (0: the style argument is not used).
   virtual int64_t style_tokens() const { return 0; }
+  // Each style index lies in [0, style_codebook()).
+  virtual int64_t style_codebook() const { return cfg_.style_codebook; }
   int64_t null_class() const { return cfg_.num_classes; }
 
   // noise [B, noise_shape...] float; labels [B] int64 in [0, num_classes] (num_classes = no
   // class); alpha [B] float (1 = no guidance); style [B, style_tokens()] int64 in
-  // [0, style_codebook) or an undefined tensor when style_tokens() == 0.
+  // [0, style_codebook()) or an undefined tensor when style_tokens() == 0.
   // Returns [B, sample_shape...]. Bad shapes or ids throw UserError.
   torch::Tensor forward(const torch::Tensor& noise, const torch::Tensor& labels,
                         const torch::Tensor& alpha, const torch::Tensor& style = {});

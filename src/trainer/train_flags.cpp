@@ -82,6 +82,9 @@ DEFINE_string(gen_preset, "", "dit size preset: tiny, S/2, B/2 (~131M params on 
 DEFINE_string(gen_sample_shape, "", "shape of one sample, D or C,H,W (default: the data set's)");
 DEFINE_int64(gen_num_classes, -1, "number of classes; id num_classes means unconditional (default: the data set's)");
 DEFINE_int64(gen_noise_dim, 32, "mlp/conv: length of the input noise vector (dit: noise has the sample shape)");
+DEFINE_int64(gen_noise_categories, 0, "mlp: a discrete part of the noise, one uniform index in [0, K) per sample "
+                                      "through a learned embedding, so the map need not be continuous across "
+                                      "separated modes (0: Gaussian noise only)");
 DEFINE_int64(gen_width, 256, "mlp hidden width / conv base channels / dit hidden size");
 DEFINE_int64(gen_depth, 3, "mlp hidden layers / dit transformer blocks");
 DEFINE_int64(gen_cond_dim, 64, "mlp/conv: size of the class + alpha embedding");
@@ -131,6 +134,7 @@ models::FlagMap generator_request() {
   put_or_default("gen_heads", std::to_string(FLAGS_gen_heads));
   put_or_default("gen_patch", std::to_string(FLAGS_gen_patch));
   m["gen_noise_dim"] = std::to_string(FLAGS_gen_noise_dim);
+  m["gen_noise_categories"] = std::to_string(FLAGS_gen_noise_categories);
   m["gen_cond_dim"] = std::to_string(FLAGS_gen_cond_dim);
   m["gen_context_tokens"] = std::to_string(FLAGS_gen_context_tokens);
   m["gen_style_tokens"] = std::to_string(FLAGS_gen_style_tokens);

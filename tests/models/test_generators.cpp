@@ -31,6 +31,13 @@ GeneratorConfig mlp_config() {
   return c;
 }
 
+// The mlp with a discrete part of the noise (gen_noise_categories).
+GeneratorConfig mlp_categories_config() {
+  GeneratorConfig c = mlp_config();
+  c.noise_categories = 5;
+  return c;
+}
+
 GeneratorConfig conv_config() {
   GeneratorConfig c;
   c.arch = "conv";
@@ -83,7 +90,7 @@ Batch make_batch(const GeneratorImpl& g, int64_t b, uint64_t step = 0) {
 torch::Tensor run(GeneratorImpl& g, const Batch& b) { return g.forward(b.noise, b.labels, b.alpha, b.style); }
 
 TEST(GeneratorConfig, MapAndTextRoundTrip) {
-  for (const auto& c : {mlp_config(), conv_config(), dit_config("tiny", {1, 28, 28}, 10)}) {
+  for (const auto& c : {mlp_config(), mlp_categories_config(), conv_config(), dit_config("tiny", {1, 28, 28}, 10)}) {
     auto m = c.to_map();
     EXPECT_EQ(GeneratorConfig::from_map(m).to_map(), m);
     EXPECT_EQ(GeneratorConfig::from_text(c.to_text()).to_map(), m);
@@ -110,6 +117,9 @@ TEST(GeneratorConfig, BadValuesNameTheKey) {
   expect_error({{"gen_arch", "dit"}, {"gen_sample_shape", "1,28,28"}, {"gen_patch", "3"}}, "gen_patch=3");
   expect_error({{"gen_arch", "conv"}, {"gen_sample_shape", "1,30,30"}}, "multiples of 4");
   expect_error({{"gen_sample_shape", "2,x"}}, "gen_sample_shape");
+  expect_error({{"gen_noise_categories", "-1"}}, "gen_noise_categories=-1");
+  expect_error({{"gen_arch", "conv"}, {"gen_sample_shape", "1,28,28"}, {"gen_noise_categories", "4"}},
+               "only the mlp generator");
 }
 
 TEST(GeneratorConfig, ResolveAppliesPresetThenExplicitKeys) {
@@ -134,6 +144,7 @@ TEST(Generators, OutputShapesSmall) {
     int64_t b;
   };
   std::vector<Case> cases = {{mlp_config(), 5},
+                             {mlp_categories_config(), 4},
                              {conv_config(), 3},
                              {[] {
                                 auto c = conv_config();
@@ -198,6 +209,8 @@ TEST(Generators, SmallParameterCountsMatchFormula) {
                       (m.cond_dim * m.cond_dim + m.cond_dim) + ((m.noise_dim + m.cond_dim) * m.width + m.width) +
                       (m.width * m.width + m.width) + (m.width * 2 + 2);
   EXPECT_EQ(count_parameters(*make_generator(m)), mlp);
+  auto k = mlp_categories_config();
+  EXPECT_EQ(count_parameters(*make_generator(k)), mlp + k.noise_categories * k.cond_dim);
 }
 
 TEST(Generators, DitStartsAtZeroOutput) {
@@ -208,7 +221,7 @@ TEST(Generators, DitStartsAtZeroOutput) {
 }
 
 TEST(Generators, ConditioningChangesOutputAfterTraining) {
-  for (auto cfg : {mlp_config(), conv_config(), dit_config("tiny", {1, 16, 16}, 4)}) {
+  for (auto cfg : {mlp_config(), mlp_categories_config(), conv_config(), dit_config("tiny", {1, 16, 16}, 4)}) {
     auto g = make_generator(cfg);
     torch::optim::Adam opt(g->parameters(), torch::optim::AdamOptions(3e-3));
     for (int step = 0; step < 8; ++step) {
@@ -237,7 +250,7 @@ TEST(Generators, ConditioningChangesOutputAfterTraining) {
     EXPECT_GT((run(*g, other_alpha) - base).abs().max().item<float>(), 1e-4) << cfg.arch;
     if (g->style_tokens() > 0) {
       auto other_style = b;
-      other_style.style = (b.style + 1) % cfg.style_codebook;
+      other_style.style = (b.style + 1) % g->style_codebook();
       EXPECT_GT((run(*g, other_style) - base).abs().max().item<float>(), 0.0f) << "style";
     }
   }
@@ -258,6 +271,35 @@ TEST(Generators, InputsDependOnlyOnGlobalIndex) {
   EXPECT_FALSE(torch::equal(all.noise, next.noise));
 }
 
+// gen_noise_categories: one index per row, uniform over [0, K), a function of the global index
+// like the Gaussian part, and it reaches the output (same Gaussian noise, other category).
+TEST(Generators, NoiseCategoriesAreUniformPerRowAndChangeTheSample) {
+  const auto cfg = mlp_categories_config();
+  auto g = make_generator(cfg);
+  ASSERT_EQ(g->style_tokens(), 1);
+  ASSERT_EQ(g->style_codebook(), cfg.noise_categories);
+  const int64_t n = 20000;
+  auto all = draw_generator_inputs(*g, 3, rng::Stream::kNoise, 2, 0, n);
+  ASSERT_EQ(all.style.sizes().vec(), (std::vector<int64_t>{n, 1}));
+  auto tail = draw_generator_inputs(*g, 3, rng::Stream::kNoise, 2, 7, 5);
+  EXPECT_TRUE(torch::equal(all.style.slice(0, 7, 12), tail.style));
+  // Chi-square with K - 1 = 4 degrees of freedom: above 18.5 has probability 0.001.
+  const auto counts = torch::bincount(all.style.view(-1), {}, cfg.noise_categories).to(torch::kDouble);
+  ASSERT_EQ(counts.size(0), cfg.noise_categories);
+  const double expected = static_cast<double>(n) / static_cast<double>(cfg.noise_categories);
+  const double chi2 = ((counts - expected).pow(2) / expected).sum().item<double>();
+  EXPECT_LT(chi2, 18.5) << counts;
+  torch::NoGradGuard ng;
+  auto b = make_batch(*g, 6);
+  auto other = b;
+  other.style = (b.style + 1) % cfg.noise_categories;
+  const auto y = run(*g, b), z = run(*g, other);
+  for (int64_t r = 0; r < 6; ++r) EXPECT_GT((y[r] - z[r]).abs().max().item<float>(), 1e-4) << "row " << r;
+  auto bad = b;
+  bad.style = torch::full({6, 1}, cfg.noise_categories, torch::kLong);
+  EXPECT_THROW(run(*g, bad), UserError);
+}
+
 TEST(Generators, SeededInitIsReproducible) {
   auto cfg = conv_config();
   auto a = make_generator(cfg), b = make_generator(cfg);
@@ -273,7 +315,7 @@ TEST(Generators, SeededInitIsReproducible) {
 }
 
 TEST(Generators, SaveLoadIsBitExact) {
-  for (const auto& cfg : {mlp_config(), conv_config(), dit_config("tiny", {1, 28, 28}, 10)}) {
+  for (const auto& cfg : {mlp_config(), mlp_categories_config(), conv_config(), dit_config("tiny", {1, 28, 28}, 10)}) {
     auto g = make_generator(cfg);
     {
       // Move the weights away from their init (the dit starts at zero output).
