@@ -16,7 +16,8 @@
 #    (measured 2.4 points, 20.5x; 3.6 points, 36x before the moments' restart; the weights keep converging slowly after the warm-up). Without the
 #    temperature warm-up every sample ends on the heaviest mode (3 of 4 missed, a 68-point gap,
 #    7010x): the paper's temperatures are too short-ranged to reach the others from there.
-#   tests/trainer/mixture.sh BIN_DIR PROJECT_DIR    (KEEP=1 keeps the work folder for a look)
+#   tests/trainer/mixture.sh BIN_DIR PROJECT_DIR    (KEEP=1 keeps the work folder for a look;
+#   MIXTURE_FLAGS="--gen_noise_categories=0" adds drift_train flags, e.g. to measure an older recipe)
 set -euo pipefail
 bin=$1 project=$2
 work=$(mktemp -d /tmp/driftlab_mixture.XXXXXX)
@@ -34,7 +35,7 @@ check() {
   "$bin/drift_data" toy "$toy" --out="$dir/held" --num=8000 --seed=2 --labels > /dev/null
   mpirun -np 2 --oversubscribe --bind-to none -x DRIFTLAB_THREADS=1 "$bin/drift_train" --flagfile=configs/toy2d.flags \
     --data="$dir/train" --run_dir="$dir/run" --steps="$steps" --tau_warmup_steps=300 --gen_per_class=512 \
-    --pos_per_class=512 --log_every=200 --image_every=0 --ckpt_every="$steps" > "$dir/train.log" 2>&1 ||
+    --pos_per_class=512 --log_every=200 --image_every=0 --ckpt_every="$steps" ${MIXTURE_FLAGS:-} > "$dir/train.log" 2>&1 ||
     { tail -n 20 "$dir/train.log"; fail "$toy: training failed"; }
   "$bin/drift_sample" --checkpoint="$dir/run" --num_samples=4000 --out="$dir/sampled" > /dev/null 2>&1 ||
     fail "$toy: sampling failed"
