@@ -32,7 +32,8 @@ same_files() {  # same file names and bytes (the job record names its folder: le
 # The toy recipe's discrete noise part too (--gen_noise_categories): its indices must follow the
 # global sample index like the Gaussian part for the sampler's invariance checks below to hold.
 "$bin/drift_train" --data="$work/toy" --run_dir="$work/run" --gen_width=32 --gen_depth=1 --gen_per_class=16 \
-  --gen_noise_categories=16 --pos_per_class=16 --steps=2 --log_every=1 --image_every=0 --ckpt_every=2 --threads=1 >"$work/train.log" 2>&1 ||
+  --gen_noise_categories=16 --pos_per_class=16 --steps=2 --log_every=1 --image_every=0 --ckpt_every=2 \
+  --threads=1 >"$work/train.log" 2>&1 ||
   { tail "$work/train.log"; fail "training the toy model"; }
 sample() { local np=$1 out=$2; shift 2; mpi "$np" "$bin/drift_sample" --checkpoint="$work/run" --out="$work/$out" \
   --sample_threads=1 "$@" >"$work/$out.log" 2>&1; }
