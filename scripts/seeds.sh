@@ -24,6 +24,11 @@
 # --ranks=N          training ranks on this node (default: one per core, at most 8)
 # DRIFTLAB_BIN=DIR   the binaries (default build/bin), e.g. a frozen copy while the tree is rebuilt
 # --score-only       do not train or sample: re-score the seeds' existing runs and append them
+# --resample=TAG     do not train: sample each seed's existing checkpoint again with --sample_flags
+#                    into RUN/sampled-TAG, score it (RUN/eval-TAG.json) and append to DIR/NAME-TAG/;
+#                    the same training runs under another sampler setting, e.g. --resample=raw
+#                    --sample_flags=--ema=false, or --sample_flags=--ema_decay=0.99 for an average
+#                    the runs kept with --ema_extra_decays
 # --summary          print the mean and spread of every metric over the results file, then exit
 # --row              with --summary: also print one Markdown table row of the headline metrics
 #                    (mean +- sd over seeds, real data's mean in brackets) for docs/results tables
@@ -34,7 +39,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; }
 seeds=0,1,2 runs_dir=runs/seeds name="" results="" samples=10000 max_samples=10000 reference="" classifier=""
-sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target=""
+sample_flags="" eval_flags="" ranks=$(( $(nproc) < 8 ? $(nproc) : 8 )) score_only=0 summary=0 row=0 target="" tag=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds=*) seeds=${1#*=} ;;
@@ -49,6 +54,8 @@ while [ $# -gt 0 ]; do
     --eval_flags=*) eval_flags=${1#*=} ;;
     --ranks=*) ranks=${1#*=} ;;
     --score-only) score_only=1 ;;
+    --resample=*) tag=${1#*=}
+      [[ "$tag" =~ ^[A-Za-z0-9_.=-]+$ ]] || { echo "seeds.sh: --resample expects a tag of letters, digits and _.=-, got '$tag'" >&2; exit 2; } ;;
     --summary) summary=1 ;;
     --row) row=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -86,7 +93,7 @@ if [ "$name_given" -eq 0 ] && [ "${#extra[@]}" -gt 0 ]; then
   name=$name$(printf '_%s' "${extra[@]#--}" | tr -c 'A-Za-z0-9_.=,-' '_')
 fi
 dir=$runs_dir/$name
-[ -n "$results" ] || results=$dir/results.jsonl
+[ -n "$results" ] || results=$dir${tag:+-$tag}/results.jsonl
 
 if [ "$summary" -eq 1 ]; then
   [ -s "$results" ] || { echo "seeds.sh: no results in $results yet" >&2; exit 1; }
@@ -165,7 +172,13 @@ IFS=, read -r -a seed_list <<<"$seeds"
 for s in "${seed_list[@]}"; do
   run=$dir/seed-$s
   t0=$(date +%s) train_s=null
-  if [ "$score_only" -eq 0 ]; then
+  sampled=$run/sampled${tag:+-$tag} ev=eval${tag:+-$tag} cmp=compare${tag:+-$tag}
+  if [ -n "$tag" ] && [ "$score_only" -eq 0 ]; then
+    [ -e "$run/checkpoints" ] || { echo "seeds.sh: --resample: no checkpoints in $run (train the seed first)" >&2; exit 1; }
+    echo "== seeds.sh [$name]: seed $s: sampling again ($tag: $sample_flags)"
+    "$bin/drift_sample" --checkpoint="$run" --num_samples="$samples" --out="$sampled" --force "${sample_extra[@]}" \
+      > "$run.sample-$tag.log" 2>&1 || { tail -n 20 "$run.sample-$tag.log"; echo "seeds.sh: seed $s: sampling failed" >&2; exit 1; }
+  elif [ "$score_only" -eq 0 ]; then
     echo "== seeds.sh [$name]: seed $s: training ($cfg ${toy_flags[*]} ${extra[*]})"
     train=("$bin/drift_train" --flagfile="$cfg" "${toy_flags[@]}" --run_dir="$run" --seed="$s" --resume=auto "${extra[@]}")
     if [ "$ranks" -gt 1 ]; then
@@ -178,13 +191,14 @@ for s in "${seed_list[@]}"; do
     "$bin/drift_sample" --checkpoint="$run" --num_samples="$samples" --out="$run/sampled" --force "${sample_extra[@]}" \
       > "$run.sample.log" 2>&1 || { tail -n 20 "$run.sample.log"; echo "seeds.sh: seed $s: sampling failed" >&2; exit 1; }
   fi
-  [ -e "$run/sampled" ] || { echo "seeds.sh: seed $s: no samples in $run/sampled (run without --score-only first)" >&2; exit 1; }
+  [ -e "$sampled" ] || { echo "seeds.sh: seed $s: no samples in $sampled (run without --score-only first)" >&2; exit 1; }
   echo "== seeds.sh [$name]: seed $s: scoring against $reference"
-  "$bin/drift_eval" compare --generated="$run/sampled" --reference="$reference" --max_samples="$max_samples" \
-    --json="$run/eval.json" --png="$run/compare.png" "${eval_extra[@]}" "${eval_more[@]}" | tee "$run/eval.txt"
-  flags_json=$(printf '%s ' "${toy_flags[@]}" "${extra[@]}" | sed 's/ $//; s/\\/\\\\/g; s/"/\\"/g')
+  "$bin/drift_eval" compare --generated="$sampled" --reference="$reference" --max_samples="$max_samples" \
+    --json="$run/$ev.json" --png="$run/$cmp.png" "${eval_extra[@]}" "${eval_more[@]}" | tee "$run/$ev.txt"
+  all_flags=("${toy_flags[@]}" "${extra[@]}"); [ -z "$tag" ] || all_flags+=("drift_sample $sample_flags")
+  flags_json=$(printf '%s ' "${all_flags[@]}" | sed 's/ $//; s/\\/\\\\/g; s/"/\\"/g')
   printf '{"name": "%s", "config": "%s", "flags": "%s", "seed": %s, "run": "%s", "date": "%s", "train_s": %s, "eval": %s}\n' \
-    "$name" "$cfg" "$flags_json" "$s" "$run" "$(date -u +%FT%TZ)" "$train_s" "$(tr -d '\n' < "$run/eval.json")" >> "$results"
+    "$name${tag:+-$tag}" "$cfg" "$flags_json" "$s" "$run" "$(date -u +%FT%TZ)" "$train_s" "$(tr -d '\n' < "$run/$ev.json")" >> "$results"
   echo "== seeds.sh [$name]: seed $s done in $(( $(date +%s) - t0 )) s; appended to $results"
 done
 "$0" --summary --row --results="$results" --runs="$runs_dir" --name="$name" "$target"

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <iomanip>
+#include <sstream>
 
 #include "common/check.h"
 
@@ -81,6 +84,30 @@ void Ema::copy_to(const std::vector<torch::Tensor>& params) const {
   torch::NoGradGuard no_grad;
   DL_CHECK(params.size() == shadow_.size(), "EMA of " << shadow_.size() << " tensors copied to " << params.size());
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow_[i]);
+}
+
+std::string ema_group_prefix(double decay) {
+  std::ostringstream os;
+  os << std::setprecision(10) << decay;
+  return "ema@" + os.str() + "/";
+}
+
+std::vector<double> parse_ema_decays(const std::string& text, double main_decay, const std::string& flag) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (!text.empty() && std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double d = std::strtod(item.c_str(), &end);
+    DL_REQUIRE(!item.empty() && end && *end == '\0' && d > 0 && d < 1,
+               flag << "=" << text << ": expected comma-separated EMA decays in (0, 1), got '" << item << "'");
+    DL_REQUIRE(ema_group_prefix(d) != ema_group_prefix(main_decay),
+               flag << "=" << text << ": " << item << " is the main average's decay (--ema_decay); list only other decays");
+    for (double o : out)
+      DL_REQUIRE(ema_group_prefix(o) != ema_group_prefix(d), flag << "=" << text << ": " << item << " is listed twice");
+    out.push_back(d);
+  }
+  return out;
 }
 
 void validate(const LrSchedule& s) {

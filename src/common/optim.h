@@ -67,6 +67,16 @@ class Ema {
   int64_t updates_ = 0;
 };
 
+// Further averages beside the main one (drift_train --ema_extra_decays): checkpoints store the
+// average of decay d under ema_group_prefix(d) ("ema@0.99/"), the main one under "ema/", so one
+// run yields several averages to sample from (drift_sample --ema_decay). The prefix prints d with
+// up to 10 significant digits: 0.99 and 0.990 name the same average.
+std::string ema_group_prefix(double decay);
+// Parses a comma-separated list of decays in (0, 1) ("" gives none), each distinct and none equal
+// to `main_decay` (the flag's value, named in errors as `flag`).
+std::vector<double> parse_ema_decays(const std::string& text, double main_decay,
+                                     const std::string& flag = "--ema_extra_decays");
+
 // Learning-rate schedule: linear warmup from lr/warmup to lr over `warmup` steps, then
 // constant (decay "none"), or a decay from lr to lr * min_frac at step `total` ("cosine": half a
 // cosine period; "linear") that starts at the end of warmup, or with `decay_steps` > 0 only that

@@ -30,6 +30,8 @@ DEFINE_int32(out_shards, 0, "units of work K (h5: the output's shards): unit k h
 DEFINE_int64(shard_size, 1024, "samples per unit when --out_shards=0 (small units balance the ranks and lose little work to a kill)");
 DEFINE_bool(force, false, "replace an existing output that was made with other settings (the same settings resume it)");
 DEFINE_bool(ema, true, "use the EMA weights (false: the raw training weights)");
+DEFINE_double(ema_decay, 0, "which EMA of the weights: 0 the run's main one (drift_train --ema_decay), or the decay of "
+              "one it kept besides (drift_train --ema_extra_decays); part of the job's identity");
 DEFINE_int32(picture_count, 64, "images shown in OUT.png (2-D data: up to 50000 points; 0: no picture)");
 DEFINE_int32(sample_threads, 0, "intra-op threads per rank (0: cores / ranks on the node)");
 DEFINE_string(device, "auto", "where the generator runs: auto (the rank's local GPU when this build has CUDA and one is "
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
         c.unit_size = FLAGS_shard_size;
         c.force = FLAGS_force;
         c.ema = FLAGS_ema;
+        c.ema_decay = FLAGS_ema_decay;
         c.picture_count = FLAGS_picture_count;
         c.device = FLAGS_device;
         c.precision = FLAGS_precision;

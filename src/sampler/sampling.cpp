@@ -18,6 +18,7 @@
 #include "comm/topology.h"
 #include "common/check.h"
 #include "common/fileio.h"
+#include "common/optim.h"
 #include "common/progress.h"
 #include "common/rng.h"
 #include "common/signals.h"
@@ -261,6 +262,45 @@ void validate(const SampleConfig& c) {
                                                        << " (every unit needs a sample)");
   DL_REQUIRE(c.unit_size >= 1, "--shard_size must be >= 1, got " << c.unit_size);
   DL_REQUIRE(c.picture_count >= 0, "--picture_count must be >= 0, got " << c.picture_count);
+  DL_REQUIRE(c.ema_decay >= 0 && c.ema_decay < 1, "--ema_decay must lie in [0, 1) (0: the run's main average), got " << c.ema_decay);
+  DL_REQUIRE(c.ema || c.ema_decay == 0, "--ema_decay=" << c.ema_decay << " picks an EMA, but --ema=false asks for the raw weights");
+}
+
+// The checkpoint's tensor prefix of the weights to sample with (raw, the main EMA or one of the
+// run's --ema_extra_decays), and in `what` the words for the log.
+std::string weights_prefix(const std::string& dir, const proto::Manifest& man, const SampleConfig& c, std::string* what) {
+  if (!c.ema) {
+    *what = "raw weights";
+    return "model/";
+  }
+  // A group prefix "ema@D/" without its frame: D as the prefixes print it.
+  auto decay_of = [](const std::string& prefix) { return prefix.substr(4, prefix.size() - 5); };
+  const auto& flags = man.config().flags();
+  std::string main;  // the main average's decay, as the prefixes print it ("" when not recorded)
+  if (const auto it = flags.find("ema_decay"); it != flags.end()) {
+    char* end = nullptr;
+    const double d = std::strtod(it->second.c_str(), &end);
+    if (end && *end == '\0' && !it->second.empty()) main = decay_of(ema_group_prefix(d));
+  }
+  const std::string wanted = ema_group_prefix(c.ema_decay);
+  if (c.ema_decay == 0 || (!main.empty() && decay_of(wanted) == main)) {
+    *what = "EMA weights" + (main.empty() ? std::string() : " (decay " + main + ")");
+    return "ema/";
+  }
+  std::vector<std::string> extras;  // the "ema@D/" groups the checkpoint holds
+  for (const auto& name : ckpt::tensor_names(man)) {
+    const auto slash = name.find('/');
+    if (name.rfind("ema@", 0) != 0 || slash == std::string::npos) continue;
+    const std::string prefix = name.substr(0, slash + 1);
+    if (std::find(extras.begin(), extras.end(), prefix) == extras.end()) extras.push_back(prefix);
+  }
+  std::string held = main.empty() ? "the main one" : main + " (the main one)";
+  for (const auto& p : extras) held += ", " + decay_of(p);
+  DL_REQUIRE(std::find(extras.begin(), extras.end(), wanted) != extras.end(),
+             "--ema_decay=" << c.ema_decay << ": checkpoint " << dir << " holds the EMA weights of decay " << held
+                            << "; train with --ema_extra_decays to keep other averages");
+  *what = "EMA weights (decay " + decay_of(wanted) + ", kept by --ema_extra_decays)";
+  return wanted;
 }
 
 std::string resolve_checkpoint(const std::string& path) {
@@ -331,7 +371,9 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   std::vector<std::pair<std::string, torch::Tensor>> params, buffers;
   for (auto& p : gen->named_parameters()) params.emplace_back(p.key(), p.value());
   for (auto& b : gen->named_buffers()) buffers.emplace_back(b.key(), b.value());
-  ckpt::load_weights(dir, man, params, cfg.ema ? "ema/" : "model/");
+  std::string weights;
+  const std::string prefix = weights_prefix(dir, man, cfg, &weights);
+  ckpt::load_weights(dir, man, params, prefix);
   ckpt::load_weights(dir, man, buffers, "model/");
   gen->to(device);
   // auto: as trained (the run record's precision), where this device computes in it.
@@ -355,6 +397,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   job.set_checkpoint_step(man.step());
   job.set_checkpoint_created_utc(man.created_utc());
   job.set_ema(cfg.ema);
+  if (prefix.rfind("ema@", 0) == 0) job.set_ema_extra_decay(cfg.ema_decay);
   job.set_num_samples(cfg.num_samples);
   job.set_classes(spec.num_classes > 0 ? cfg.classes : "none");
   job.set_alpha(cfg.alpha);
@@ -386,7 +429,7 @@ int run_sampling(const SampleConfig& cfg, comm::Communicator& comm) {
   const bool all_done = is_complete(out, job);
   if (rank == 0)
     LOG(INFO) << "checkpoint " << dir << " (step " << man.step() << "), " << gen_cfg.arch << " generator with "
-              << models::count_parameters(*gen) << " parameters, " << (cfg.ema ? "EMA" : "raw") << " weights, device "
+              << models::count_parameters(*gen) << " parameters, " << weights << ", device "
               << device << "; data: " << spec.describe() << "; output " << cfg.out << " (" << cfg.format << ", "
               << job.units() << " unit(s) of about " << cfg.num_samples / job.units() << " samples), "
               << (all_done ? "already complete: nothing to do"

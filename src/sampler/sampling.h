@@ -33,6 +33,7 @@ struct SampleConfig {
   int64_t unit_size = 1024;
   bool force = false;              // replace an existing output made with another configuration
   bool ema = true;
+  double ema_decay = 0;            // which EMA: 0 the main one, else one of the run's --ema_extra_decays
   int picture_count = 64;          // images in OUT.png (points: up to 50 000)
   std::string device = "auto";     // auto, cpu, cuda, cuda:N
   std::string precision = "auto";  // auto, fp32, bf16 (common/precision.h)

@@ -49,6 +49,7 @@ struct OptimConfig {
   AdamWOptions adam;
   double grad_clip = 2.0;  // 0: off
   double ema_decay = 0.999;
+  std::vector<double> ema_extra_decays;  // further averages kept beside the main one (checkpoint "ema@D/")
 };
 
 struct CheckpointConfig {

@@ -26,6 +26,9 @@ DEFINE_double(beta2, 0.95, "AdamW beta2");
 DEFINE_double(weight_decay, 0.0, "AdamW decoupled weight decay");
 DEFINE_double(grad_clip, 2.0, "clip the global gradient norm to this (0: off)");
 DEFINE_double(ema_decay, 0.999, "EMA decay of the weights (the sampler uses the EMA weights by default)");
+DEFINE_string(ema_extra_decays, "", "further EMA decays, comma separated (e.g. 0.99,0.98): each average is kept beside the "
+              "main one (--ema_decay) and checkpointed, so one run can be sampled with several (drift_sample --ema_decay=D); "
+              "one more copy of the generator's weights each, updated every step");
 DEFINE_double(alpha_max, 4.0, "guidance: alpha is drawn in [1, alpha_max] per class");
 DEFINE_double(alpha_power, 3.0, "guidance: alpha density proportional to alpha^-alpha_power");
 DEFINE_double(alpha_one_frac, 0.0, "guidance: share of classes trained with alpha = 1");
@@ -183,6 +186,7 @@ TrainConfig train_config_from_flags() {
   c.optim.adam.weight_decay = FLAGS_weight_decay;
   c.optim.grad_clip = FLAGS_grad_clip;
   c.optim.ema_decay = FLAGS_ema_decay;
+  c.optim.ema_extra_decays = parse_ema_decays(FLAGS_ema_extra_decays, FLAGS_ema_decay);
 
   c.checkpoint.every = FLAGS_ckpt_every;
   c.checkpoint.keep_last = FLAGS_keep_last;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -92,6 +93,7 @@ class Trainer {
   std::vector<std::string> param_names_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<Ema> ema_;
+  std::vector<std::unique_ptr<Ema>> extra_emas_;  // --ema_extra_decays, in the flag's order
   std::unique_ptr<comm::GradientBuckets> buckets_;
   std::unique_ptr<MetricsWriter> metrics_;
   drift::Workspace drift_ws_;  // scratch of the drift kernel, reused across steps
@@ -145,6 +147,7 @@ void Trainer::build() {
   comm::broadcast_module(comm_, *gen_, 0);
   opt_ = std::make_unique<AdamW>(params_, cfg_.optim.adam);
   ema_ = std::make_unique<Ema>(params_, cfg_.optim.ema_decay);
+  for (double d : cfg_.optim.ema_extra_decays) extra_emas_.push_back(std::make_unique<Ema>(params_, d));
   buckets_ = std::make_unique<comm::GradientBuckets>(comm_, params_);
 
   step_ctx_.field.floor = cfg_.objective.floor;
@@ -212,7 +215,18 @@ int64_t Trainer::resume() {
                     "change only with --allow_objective_change.");
   }
   for (const auto& l : allowed) LOG(WARNING) << "resuming with a changed setting " << l;
-  for (auto& g : checkpoint_tensors()) ckpt::load_weights(dir, man, g.tensors, g.prefix);
+  const auto stored = ckpt::tensor_names(man);
+  for (auto& g : checkpoint_tensors()) {
+    // An average asked for only now (--ema_extra_decays grew) starts from the main one.
+    if (g.prefix.rfind("ema@", 0) == 0 && !g.tensors.empty() &&
+        std::find(stored.begin(), stored.end(), g.prefix + g.tensors.front().first) == stored.end()) {
+      LOG(WARNING) << "--ema_extra_decays: " << dir << " holds no average " << g.prefix
+                   << "; it starts from the main EMA (--ema_decay) of that checkpoint";
+      ckpt::load_weights(dir, man, g.tensors, "ema/");
+      continue;
+    }
+    ckpt::load_weights(dir, man, g.tensors, g.prefix);
+  }
   opt_->set_steps(ckpt::read_tensor(dir, man, "optim/steps").item<int64_t>());
   last_checkpoint_ = dir;
   LOG(INFO) << "resumed from " << dir << " (step " << man.step() << ", written by " << man.world_size() << " rank(s))";
@@ -295,6 +309,10 @@ std::vector<TensorGroup> Trainer::checkpoint_tensors() {
     groups[2].tensors.emplace_back(param_names_[i], opt_->exp_avg()[i]);
     groups[3].tensors.emplace_back(param_names_[i], opt_->exp_avg_sq()[i]);
   }
+  for (const auto& e : extra_emas_) {
+    groups.push_back({ema_group_prefix(e->decay()), {}, false});
+    for (size_t i = 0; i < params_.size(); ++i) groups.back().tensors.emplace_back(param_names_[i], e->shadow()[i]);
+  }
   return groups;
 }
 
@@ -363,6 +381,7 @@ void Trainer::step(int64_t t) {
   if (sched.restart_moments) opt_->reset_moments();
   opt_->step(sched.lr);
   ema_->update(params_);
+  for (auto& e : extra_emas_) e->update(params_);
   phases_.add("optimizer", sw.seconds());
 
   log_->add(total, gnorm);

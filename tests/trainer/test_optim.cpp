@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/check.h"
 #include "common/optim.h"
 
 namespace driftlab {
@@ -92,6 +93,31 @@ TEST(Ema, WarmupAndCopyOut) {
   auto out = torch::zeros({1}, torch::kDouble);
   ema.copy_to({out});
   EXPECT_DOUBLE_EQ(out.item<double>(), ema.shadow()[0].item<double>());
+}
+
+TEST(Ema, GroupPrefixAndExtraDecays) {
+  EXPECT_EQ(ema_group_prefix(0.99), "ema@0.99/");
+  EXPECT_EQ(ema_group_prefix(0.990), ema_group_prefix(0.99));
+  EXPECT_EQ(ema_group_prefix(0.9999), "ema@0.9999/");
+  EXPECT_EQ(ema_group_prefix(0), "ema@0/");
+  EXPECT_TRUE(parse_ema_decays("", 0.995).empty());
+  EXPECT_EQ(parse_ema_decays("0.99,0.98,0.5", 0.995), (std::vector<double>{0.99, 0.98, 0.5}));
+  auto message = [](const std::string& text) {
+    try {
+      parse_ema_decays(text, 0.995);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("0.99,1").find("'1'"), std::string::npos) << message("0.99,1");
+  EXPECT_NE(message("-0.5").find("(0, 1)"), std::string::npos);
+  EXPECT_NE(message("0").find("'0'"), std::string::npos);  // 0 would be the raw weights (drift_sample --ema=false)
+  EXPECT_NE(message("0.9x").find("'0.9x'"), std::string::npos);
+  EXPECT_NE(message("0.99,,0.98").find("''"), std::string::npos);
+  EXPECT_NE(message("0.9950").find("main average"), std::string::npos) << message("0.9950");
+  EXPECT_NE(message("0.99,0.990").find("twice"), std::string::npos);
+  EXPECT_NE(message("0.99").find("no error"), std::string::npos);
 }
 
 TEST(Schedule, WarmupThenConstant) {

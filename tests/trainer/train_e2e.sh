@@ -6,7 +6,9 @@
 #     (weights, EMA and optimizer state compared exactly), also across the end of the temperature
 #     warm-up, where AdamW's moments restart (and only with --tau_warmup_reset);
 #  3. resume on another world size (2 -> 3, 3 -> 1) continues the same run;
-#  4. a step directory without manifest is ignored on resume; resume refuses changed model and
+#  4. further averages (--ema_extra_decays) equal the main average of a run with that decay, resume
+#     bit-for-bit, and drift_sample --ema_decay picks them (a missing one is a clear error);
+#  5. a step directory without manifest is ignored on resume; resume refuses changed model and
 #     objective settings (the warm-up's moment restart too), listing each (--allow_objective_change admits the objective ones); --resume=none refuses to
 #     overwrite a run; sampling from the result works on 1 and 3 ranks with identical output.
 # Usage: train_e2e.sh BIN_DIR   (run by ctest)
@@ -137,6 +139,37 @@ grep -q -- "--gen_width: '64' -> '32'" "$work/change.log" && grep -q -- "--taus:
   || { cat "$work/change.log"; fail "the refusal does not list every difference"; }
 train 1 inc --steps=7 --resume=auto --taus=0.05 --allow_objective_change
 grep -q "resuming with a changed setting --taus" "$work/inc.log" || { cat "$work/inc.log"; fail "no warning for the allowed change"; }
+
+echo "== further averages (--ema_extra_decays): each is the average of that decay, resumed bit-for-bit, sampled by --ema_decay"
+# The EMA does not feed back into training, so run ex's average of decay 0.5 must equal the main
+# average of the same run trained with --ema_decay=0.5 (e5): the sampler's output proves it.
+train 1 ex --steps=6 --ema_decay=0.9 --ema_extra_decays=0.5,0.99
+train 1 e5 --steps=6 --ema_decay=0.5
+cmp_ck "$(ck ex 6)" "$(ck e5 6)" 0 model/
+data_of() { h5dump -d /data "$work/$1/shard-00000-of-00001.h5" | tail -n +3; }
+smp() { local out=$1 run=$2; shift 2; mpi 1 "$bin/drift_sample" --checkpoint="$work/$run" --num_samples=40 --out="$work/$out" "$@" \
+  >"$work/$out.log" 2>&1 || { cat "$work/$out.log"; fail "sampling $out"; }; }
+smp sx5 ex --ema_decay=0.5
+smp s5 e5
+grep -q "EMA weights (decay 0.5, kept by --ema_extra_decays)" "$work/sx5.log" || { cat "$work/sx5.log"; fail "the chosen average is not logged"; }
+cmp -s <(data_of sx5) <(data_of s5) || fail "--ema_decay=0.5 of run ex differs from the main average of run e5"
+smp sx9 ex --ema_decay=0.9  # the main decay named explicitly: the main average
+smp sxm ex
+cmp -s <(data_of sx9) <(data_of sxm) || fail "--ema_decay=0.9 (the main decay) differs from the default"
+cmp -s <(data_of sxm) <(data_of sx5) && fail "the averages of decay 0.9 and 0.5 gave the same samples"
+if mpi 1 "$bin/drift_sample" --checkpoint="$work/ex" --num_samples=40 --out="$work/sx7" --ema_decay=0.7 >"$work/sx7.log" 2>&1; then
+  fail "--ema_decay=0.7 accepted for a run without that average"; fi
+grep -q -- "--ema_decay=0.7: checkpoint .* holds the EMA weights of decay 0.9 (the main one), 0.5, 0.99" "$work/sx7.log" ||
+  { cat "$work/sx7.log"; fail "unclear error for an average the run lacks"; }
+train 1 exr --steps=3 --ema_decay=0.9 --ema_extra_decays=0.5,0.99
+train 1 exr --steps=6 --ema_decay=0.9 --ema_extra_decays=0.5,0.99 --resume=auto
+cmp_ck "$(ck ex 6)" "$(ck exr 6)" 0  # every tensor, the further averages included
+# An average asked for only on resume starts from the checkpoint's main one (warned).
+train 1 exa --steps=3 --ema_decay=0.9
+train 1 exa --steps=6 --ema_decay=0.9 --ema_extra_decays=0.5 --resume=auto
+grep -q "holds no average ema@0.5/; it starts from the main EMA" "$work/exa.log" || { cat "$work/exa.log"; fail "no warning for the new average"; }
+cmp_ck "$(ck ex 6)" "$(ck exa 6)" 0 model/
+smp sxa exa --ema_decay=0.5
 
 echo "== sampling: 1 rank and 3 ranks write the same data"
 mpi 1 "$bin/drift_sample" --checkpoint="$work/w1" --num_samples=50 --batch_size=16 --out="$work/s1" >/dev/null 2>&1 || fail "sampling on 1 rank"
