@@ -173,23 +173,24 @@ for s in "${seed_list[@]}"; do
   run=$dir/seed-$s
   t0=$(date +%s) train_s=null
   sampled=$run/sampled${tag:+-$tag} ev=eval${tag:+-$tag} cmp=compare${tag:+-$tag}
-  if [ -n "$tag" ] && [ "$score_only" -eq 0 ]; then
-    [ -e "$run/checkpoints" ] || { echo "seeds.sh: --resample: no checkpoints in $run (train the seed first)" >&2; exit 1; }
-    echo "== seeds.sh [$name]: seed $s: sampling again ($tag: $sample_flags)"
-    "$bin/drift_sample" --checkpoint="$run" --num_samples="$samples" --out="$sampled" --force "${sample_extra[@]}" \
-      > "$run.sample-$tag.log" 2>&1 || { tail -n 20 "$run.sample-$tag.log"; echo "seeds.sh: seed $s: sampling failed" >&2; exit 1; }
-  elif [ "$score_only" -eq 0 ]; then
-    echo "== seeds.sh [$name]: seed $s: training ($cfg ${toy_flags[*]} ${extra[*]})"
-    train=("$bin/drift_train" --flagfile="$cfg" "${toy_flags[@]}" --run_dir="$run" --seed="$s" --resume=auto "${extra[@]}")
-    if [ "$ranks" -gt 1 ]; then
-      launch/local.sh -n "$ranks" --threads 1 --plain -- "${train[@]}" > "$run.train.log" 2>&1 ||
-        { tail -n 20 "$run.train.log"; echo "seeds.sh: seed $s: training failed (log: $run.train.log)" >&2; exit 1; }
+  if [ "$score_only" -eq 0 ]; then
+    if [ -n "$tag" ]; then
+      [ -e "$run/checkpoints" ] || { echo "seeds.sh: --resample: no checkpoints in $run (train the seed first)" >&2; exit 1; }
+      echo "== seeds.sh [$name]: seed $s: sampling again ($tag: $sample_flags)"
     else
-      "${train[@]}" > "$run.train.log" 2>&1 || { tail -n 20 "$run.train.log"; echo "seeds.sh: seed $s: training failed" >&2; exit 1; }
+      echo "== seeds.sh [$name]: seed $s: training ($cfg ${toy_flags[*]} ${extra[*]})"
+      train=("$bin/drift_train" --flagfile="$cfg" "${toy_flags[@]}" --run_dir="$run" --seed="$s" --resume=auto "${extra[@]}")
+      if [ "$ranks" -gt 1 ]; then
+        launch/local.sh -n "$ranks" --threads 1 --plain -- "${train[@]}" > "$run.train.log" 2>&1 ||
+          { tail -n 20 "$run.train.log"; echo "seeds.sh: seed $s: training failed (log: $run.train.log)" >&2; exit 1; }
+      else
+        "${train[@]}" > "$run.train.log" 2>&1 || { tail -n 20 "$run.train.log"; echo "seeds.sh: seed $s: training failed" >&2; exit 1; }
+      fi
+      train_s=$(( $(date +%s) - t0 ))
     fi
-    train_s=$(( $(date +%s) - t0 ))
-    "$bin/drift_sample" --checkpoint="$run" --num_samples="$samples" --out="$run/sampled" --force "${sample_extra[@]}" \
-      > "$run.sample.log" 2>&1 || { tail -n 20 "$run.sample.log"; echo "seeds.sh: seed $s: sampling failed" >&2; exit 1; }
+    log=$run.sample${tag:+-$tag}.log
+    "$bin/drift_sample" --checkpoint="$run" --num_samples="$samples" --out="$sampled" --force "${sample_extra[@]}" \
+      > "$log" 2>&1 || { tail -n 20 "$log"; echo "seeds.sh: seed $s: sampling failed" >&2; exit 1; }
   fi
   [ -e "$sampled" ] || { echo "seeds.sh: seed $s: no samples in $sampled (run without --score-only first)" >&2; exit 1; }
   echo "== seeds.sh [$name]: seed $s: scoring against $reference"

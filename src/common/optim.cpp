@@ -86,11 +86,13 @@ void Ema::copy_to(const std::vector<torch::Tensor>& params) const {
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow_[i]);
 }
 
-std::string ema_group_prefix(double decay) {
+std::string ema_decay_text(double decay) {
   std::ostringstream os;
   os << std::setprecision(10) << decay;
-  return "ema@" + os.str() + "/";
+  return os.str();
 }
+
+std::string ema_group_prefix(double decay) { return "ema@" + ema_decay_text(decay) + "/"; }
 
 std::vector<double> parse_ema_decays(const std::string& text, double main_decay, const std::string& flag) {
   std::vector<double> out;
@@ -101,10 +103,10 @@ std::vector<double> parse_ema_decays(const std::string& text, double main_decay,
     const double d = std::strtod(item.c_str(), &end);
     DL_REQUIRE(!item.empty() && end && *end == '\0' && d > 0 && d < 1,
                flag << "=" << text << ": expected comma-separated EMA decays in (0, 1), got '" << item << "'");
-    DL_REQUIRE(ema_group_prefix(d) != ema_group_prefix(main_decay),
+    DL_REQUIRE(ema_decay_text(d) != ema_decay_text(main_decay),
                flag << "=" << text << ": " << item << " is the main average's decay (--ema_decay); list only other decays");
     for (double o : out)
-      DL_REQUIRE(ema_group_prefix(o) != ema_group_prefix(d), flag << "=" << text << ": " << item << " is listed twice");
+      DL_REQUIRE(ema_decay_text(o) != ema_decay_text(d), flag << "=" << text << ": " << item << " is listed twice");
     out.push_back(d);
   }
   return out;

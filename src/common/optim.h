@@ -72,6 +72,8 @@ class Ema {
 // run yields several averages to sample from (drift_sample --ema_decay). The prefix prints d with
 // up to 10 significant digits: 0.99 and 0.990 name the same average.
 std::string ema_group_prefix(double decay);
+// The decay as the prefixes print it ("0.99"): equal texts name the same average.
+std::string ema_decay_text(double decay);
 // Parses a comma-separated list of decays in (0, 1) ("" gives none), each distinct and none equal
 // to `main_decay` (the flag's value, named in errors as `flag`).
 std::vector<double> parse_ema_decays(const std::string& text, double main_decay,

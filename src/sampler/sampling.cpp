@@ -273,17 +273,14 @@ std::string weights_prefix(const std::string& dir, const proto::Manifest& man, c
     *what = "raw weights";
     return "model/";
   }
-  // A group prefix "ema@D/" without its frame: D as the prefixes print it.
-  auto decay_of = [](const std::string& prefix) { return prefix.substr(4, prefix.size() - 5); };
   const auto& flags = man.config().flags();
-  std::string main;  // the main average's decay, as the prefixes print it ("" when not recorded)
+  std::string main;  // the main average's decay, as ema_decay_text prints it ("" when not recorded)
   if (const auto it = flags.find("ema_decay"); it != flags.end()) {
     char* end = nullptr;
     const double d = std::strtod(it->second.c_str(), &end);
-    if (end && *end == '\0' && !it->second.empty()) main = decay_of(ema_group_prefix(d));
+    if (end && *end == '\0' && !it->second.empty()) main = ema_decay_text(d);
   }
-  const std::string wanted = ema_group_prefix(c.ema_decay);
-  if (c.ema_decay == 0 || (!main.empty() && decay_of(wanted) == main)) {
+  if (c.ema_decay == 0 || ema_decay_text(c.ema_decay) == main) {
     *what = "EMA weights" + (main.empty() ? std::string() : " (decay " + main + ")");
     return "ema/";
   }
@@ -295,11 +292,12 @@ std::string weights_prefix(const std::string& dir, const proto::Manifest& man, c
     if (std::find(extras.begin(), extras.end(), prefix) == extras.end()) extras.push_back(prefix);
   }
   std::string held = main.empty() ? "the main one" : main + " (the main one)";
-  for (const auto& p : extras) held += ", " + decay_of(p);
+  for (const auto& p : extras) held += ", " + p.substr(4, p.size() - 5);  // "ema@D/" -> D
+  const std::string wanted = ema_group_prefix(c.ema_decay);
   DL_REQUIRE(std::find(extras.begin(), extras.end(), wanted) != extras.end(),
              "--ema_decay=" << c.ema_decay << ": checkpoint " << dir << " holds the EMA weights of decay " << held
                             << "; train with --ema_extra_decays to keep other averages");
-  *what = "EMA weights (decay " + decay_of(wanted) + ", kept by --ema_extra_decays)";
+  *what = "EMA weights (decay " + ema_decay_text(c.ema_decay) + ", kept by --ema_extra_decays)";
   return wanted;
 }
 
